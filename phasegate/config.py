@@ -1,0 +1,330 @@
+"""Environment configuration: the YAML contract of DESIGN.md as pydantic models.
+
+A config file is the one place a user describes an environment, so every mistake in it must
+come back as one line that names the file and the field, e.g.
+``config/environments/x.yaml: targets.rds_instance_class: 'db.bogus' is not an RDS instance
+class``, and nothing may be changed before the whole file is valid.
+"""
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from phasegate.errors import ConfigError
+from phasegate.home import config_dir, display_path, generated_environments_dir
+
+AWS_REGIONS = frozenset(
+    {
+        "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "ca-west-1",
+        "sa-east-1", "mx-central-1", "eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1",
+        "eu-central-2", "eu-north-1", "eu-south-1", "eu-south-2", "il-central-1", "me-south-1",
+        "me-central-1", "af-south-1", "ap-east-1", "ap-east-2", "ap-south-1", "ap-south-2",
+        "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-southeast-1",
+        "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5",
+        "ap-southeast-7",
+    }
+)  # fmt: skip
+
+_FAMILY = r"[a-z]+\d+[a-z]*"
+_SIZE = r"(nano|micro|small|medium|large|metal|\d*xlarge)"
+RDS_CLASS = re.compile(rf"^db\.({_FAMILY})\.{_SIZE}$")
+CACHE_NODE_TYPE = re.compile(rf"^cache\.({_FAMILY})\.{_SIZE}$")
+EC2_INSTANCE_TYPE = re.compile(rf"^({_FAMILY})\.{_SIZE}$")
+GRAVITON_FAMILY = re.compile(r"^[a-z]+\d+g[a-z]*$")
+
+ComputeTarget = Literal["ecs-fargate-arm64", "ec2-asg-graviton"]
+
+
+class _Section(BaseModel):
+    """Every section refuses unknown keys, so a typo is an error rather than a silent default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _graviton(value: str, pattern: re.Pattern[str], kind: str, example: str) -> str:
+    match = pattern.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not {kind}")
+    if not GRAVITON_FAMILY.match(match.group(1)):
+        raise ValueError(
+            f"{value!r} is not a Graviton (ARM64) class, which this target needs (e.g. {example!r})"
+        )
+    return value
+
+
+class AwsSettings(_Section):
+    """How to reach the account: the standard credential chain unless a profile or role is set."""
+
+    region: str = "us-east-1"
+    profile: str | None = None
+    role_arn: str | None = None
+    endpoint_url: str | None = None
+
+    @field_validator("region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        if value not in AWS_REGIONS:
+            close = difflib.get_close_matches(value, sorted(AWS_REGIONS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{value!r} is not an AWS region{hint}")
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[A-Za-z0-9.\-\[\]:]+(:\d+)?/?$", value):
+            raise ValueError(f"{value!r} is not an http(s) URL such as http://127.0.0.1:4566")
+        return value
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role_arn(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$", value):
+            raise ValueError(f"{value!r} is not an IAM role ARN")
+        return value
+
+
+class Discovery(_Section):
+    """Resources carrying all these tags belong to the environment, and nothing else does."""
+
+    tags: dict[str, str]
+
+    @field_validator("tags")
+    @classmethod
+    def _not_empty(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("must name at least one tag, or discovery would match every resource")
+        return value
+
+
+class Targets(_Section):
+    """Where phase 1 takes the environment; every class must be Graviton (ARM64)."""
+
+    compute: ComputeTarget = "ecs-fargate-arm64"
+    rds_instance_class: str = "db.t4g.micro"
+    redis_node_type: str = "cache.t4g.micro"
+    ec2_instance_type: str = "t4g.medium"
+    asg_min: int = Field(default=1, ge=0)
+    asg_max: int = Field(default=5, ge=1)
+
+    @field_validator("rds_instance_class")
+    @classmethod
+    def _rds(cls, value: str) -> str:
+        return _graviton(value, RDS_CLASS, "an RDS instance class", "db.t4g.micro")
+
+    @field_validator("redis_node_type")
+    @classmethod
+    def _redis(cls, value: str) -> str:
+        return _graviton(value, CACHE_NODE_TYPE, "an ElastiCache node type", "cache.t4g.micro")
+
+    @field_validator("ec2_instance_type")
+    @classmethod
+    def _ec2(cls, value: str) -> str:
+        return _graviton(value, EC2_INSTANCE_TYPE, "an EC2 instance type", "t4g.medium")
+
+    @model_validator(mode="after")
+    def _asg_bounds(self) -> "Targets":
+        if self.asg_min > self.asg_max:
+            raise ValueError(f"asg_min ({self.asg_min}) is above asg_max ({self.asg_max})")
+        return self
+
+
+class Usage(_Section):
+    """Usage the price table cannot know: the cost model's assumptions for this environment."""
+
+    nat_processed_gb_per_month: float = Field(default=500.0, ge=0)
+    alb_lcu_average: float = Field(default=1.0, ge=0)
+
+
+class Gates(_Section):
+    """A health gate: checks evaluated every interval for count rounds (Argo Rollouts style)."""
+
+    interval_seconds: float = Field(default=60.0, gt=0)
+    count: int = Field(default=3, ge=1)
+    failure_limit: int = Field(default=0, ge=0)
+    inconclusive_limit: int = Field(default=1, ge=0)
+    lookback_minutes: int = Field(default=5, ge=1)
+    max_5xx_ratio: float = Field(default=0.01, ge=0, le=1)
+    max_response_time_seconds: float = Field(default=0.5, gt=0)
+    min_healthy_hosts: int = Field(default=1, ge=0)
+    max_cpu_percent: float = Field(default=80.0, gt=0, le=100)
+    on_failure: Literal["rollback", "pause"] = "rollback"
+
+
+class Approvals(_Section):
+    """Who must approve: None lets the tier decide (dev auto-approves, staging and prod do not)."""
+
+    auto_approve: bool | None = None
+    timeout_seconds: float = Field(default=3600.0, gt=0)
+
+
+class Window(_Section):
+    """A weekly maintenance window in the environment's timezone."""
+
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(min_length=1)
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    duration_minutes: int = Field(gt=0, le=7 * 24 * 60)
+
+
+class Schedule(_Section):
+    """When phases may run; empty windows mean any time."""
+
+    timezone: str = "UTC"
+    windows: dict[str, Window] = Field(default_factory=dict)
+    blackout_dates: list[str] = Field(default_factory=list)
+    phase_windows: dict[int, str] = Field(default_factory=dict)
+
+
+class Phases(_Section):
+    """Which phases run and what a failing step does to the steps before it."""
+
+    enabled: list[Literal[1, 2, 3]] = Field(default_factory=lambda: [1, 2, 3])
+    on_step_failure: Literal["rollback", "stop"] = "rollback"
+    step_timeout_seconds: float = Field(default=3600.0, gt=0)
+
+
+class Executor(_Section):
+    """Where checkpoints live and how much runs at once."""
+
+    result_storage: str | None = None
+    max_workers: int = Field(default=4, ge=1)
+    step_retries: int = Field(default=3, ge=0)
+    retry_delay_seconds: float = Field(default=2.0, ge=0)
+
+
+class EnvironmentConfig(_Section):
+    """One environment (tenant or stage): the whole contract of config/environments/NAME.yaml."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    tier: Literal["dev", "staging", "prod"]
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+    discovery: Discovery
+    targets: Targets = Field(default_factory=Targets)
+    usage: Usage = Field(default_factory=Usage)
+    gates: Gates = Field(default_factory=Gates)
+    approvals: Approvals = Field(default_factory=Approvals)
+    schedule: Schedule = Field(default_factory=Schedule)
+    phases: Phases = Field(default_factory=Phases)
+    executor: Executor = Field(default_factory=Executor)
+
+    source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _prod_never_auto_approves(self) -> "EnvironmentConfig":
+        if self.tier == "prod" and self.approvals.auto_approve:
+            raise ValueError("approvals.auto_approve: prod environments are never auto-approved")
+        return self
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses duplicate keys, which plain YAML silently lets win."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(
+                f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
+                f"(first at line {seen[key]})"
+            )
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def _describe(error: dict[str, Any], model_fields: list[str]) -> str:
+    """One pydantic error as a sentence a platform engineer can act on."""
+    kind, loc, value = error["type"], error["loc"], error.get("input")
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(str(loc[-1]), model_fields, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown field{hint}"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "literal_error":
+        return f"{value!r} is not one of {error['ctx']['expected']}"
+    message = error["msg"].removeprefix("Value error, ")
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return f"{message.lower()}, got {value!r}"
+    return message
+
+
+def _known_fields(loc: tuple[Any, ...]) -> list[str]:
+    """Field names valid at the error's location, for 'did you mean' hints."""
+    model: type[BaseModel] = EnvironmentConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def parse_environment(path: Path) -> EnvironmentConfig:
+    """Read and validate one environment file; a problem is a ConfigError naming file and field."""
+    shown = display_path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{shown}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{shown}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except ConfigError as exc:
+        raise ConfigError(f"{shown}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{shown}: YAML syntax error: {where}{problem}") from None
+    if data is None:
+        raise ConfigError(f"{shown}: file is empty; expected an environment (name, tier, ...)")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{shown}: expected a mapping of fields, got {type(data).__name__}")
+    try:
+        config = EnvironmentConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [
+            f"{shown}: {_field_path(err['loc'])}: {_describe(err, _known_fields(err['loc']))}"
+            for err in exc.errors()
+        ]
+        raise ConfigError("\n".join(lines)) from None
+    return config.model_copy(update={"source": path})
+
+
+def environment_path(name_or_path: str) -> Path:
+    """Resolve ENV: a path to a YAML file, or a name looked up where environments live.
+
+    A sandbox-written file (under PHASEGATE_HOME) wins over the repository's, because only it
+    knows the port the running sandbox listens on.
+    """
+    if name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path:
+        return Path(name_or_path)
+    candidates = [
+        generated_environments_dir() / f"{name_or_path}.yaml",
+        config_dir() / "environments" / f"{name_or_path}.yaml",
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    looked = ", ".join(display_path(c.parent) for c in candidates)
+    raise ConfigError(f"environment {name_or_path!r} not found: no {name_or_path}.yaml in {looked}")
+
+
+def load_environment(name_or_path: str) -> EnvironmentConfig:
+    """The validated config of ENV (a name or a path)."""
+    return parse_environment(environment_path(name_or_path))

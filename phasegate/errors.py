@@ -1,0 +1,32 @@
+"""The errors a user can see, each carrying the process exit code it maps to.
+
+The CLI turns any PhasegateError into one line on stderr and its exit code, so every
+message here must stand on its own: it names the file, field, environment, step or
+resource it is about.
+"""
+
+
+class PhasegateError(Exception):
+    """A failure phasegate understands and can explain; exit code 1."""
+
+    exit_code = 1
+
+
+class ConfigError(PhasegateError):
+    """Bad input: a config file, a flag or an argument; exit code 2, nothing changed."""
+
+    exit_code = 2
+
+
+class AwsCallError(PhasegateError):
+    """An AWS call failed for a reason retrying cannot fix (access, validation, not found)."""
+
+    def __init__(self, operation: str, resource: str, code: str, message: str) -> None:
+        self.operation = operation
+        self.resource = resource
+        self.code = code
+        super().__init__(f"{operation} on {resource} failed: {code}: {message}")
+
+
+class WaitTimeout(PhasegateError):
+    """A wait reached its deadline before the awaited state; a deadline is never a hang."""

@@ -1,0 +1,43 @@
+"""Waiting for AWS to reach a state: poll with backoff until it does or a deadline passes.
+
+RDS and ElastiCache changes take many minutes on AWS, so waits are normal; a wait that
+reaches its deadline raises WaitTimeout naming what it waited for, and never hangs.
+"""
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from phasegate.errors import WaitTimeout
+
+T = TypeVar("T")
+
+
+def wait_until(
+    what: str,
+    probe: Callable[[], T],
+    done: Callable[[T], bool],
+    timeout: float,
+    first_delay: float = 0.5,
+    max_delay: float = 30.0,
+    factor: float = 1.6,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Call `probe` until `done(result)`; return that result, or raise WaitTimeout after `timeout`.
+
+    `what` names the resource and the awaited state, e.g. "RDS acme-db available".
+    """
+    deadline = time.monotonic() + timeout
+    delay = first_delay
+    last: T | None = None
+    while True:
+        last = probe()
+        if done(last):
+            return last
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise WaitTimeout(
+                f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last}"
+            )
+        sleep(min(delay, remaining))
+        delay = min(delay * factor, max_delay)

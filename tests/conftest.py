@@ -1,0 +1,79 @@
+"""Shared fixtures: a real moto server over HTTP on a free port, reset for every test.
+
+Tests reach AWS only through this server, exactly as the product reaches real AWS: boto3
+clients with an endpoint_url. Nothing is patched in-process.
+"""
+
+import logging
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from moto.server import ThreadedMotoServer
+
+from phasegate.aws import AwsClients
+from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
+from phasegate.sandbox.seed import seed_environment
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Local state of the whole session goes to a temporary PHASEGATE_HOME."""
+    home = tmp_path_factory.mktemp("phasegate-home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PHASEGATE_HOME", str(home))
+    mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+    mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    mp.delenv("AWS_PROFILE", raising=False)
+    yield home
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """One moto server for the session; its base URL."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(moto_server: str) -> str:
+    """A fresh, empty sandbox: the session's moto server after a reset."""
+    requests.post(f"{moto_server}/moto-api/reset", timeout=10).raise_for_status()
+    return moto_server
+
+
+def write_environment(directory: Path, name: str, endpoint: str, **overrides: object) -> Path:
+    """Write a valid environment file for `name` in the sandbox; return its path."""
+    data: dict[str, object] = {
+        "name": name,
+        "tier": "dev",
+        "aws": {"region": "us-east-1", "endpoint_url": endpoint},
+        "discovery": {"tags": {"Environment": name}},
+    }
+    data.update(overrides)
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def seeded(sandbox: str, tmp_path: Path) -> EnvironmentConfig:
+    """A sandbox holding one seeded environment named 'demo'; its config."""
+    clients = AwsClients(AwsSettings(region="us-east-1", endpoint_url=sandbox))
+    seed_environment(clients, "demo", 1)
+    return parse_environment(write_environment(tmp_path, "demo", sandbox))
