@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from moto.server import ThreadedMotoServer
 
 from phasegate.aws import AwsClients
 from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
+from phasegate.sandbox.app import SandboxServer
 from phasegate.sandbox.seed import seed_environment
 
 
@@ -41,12 +41,10 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
-    """One moto server for the session; its base URL."""
+    """One sandbox server (moto plus its gap-filling front) for the session; its base URL."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
+    server = SandboxServer(port=free_port()).start()
+    yield server.url
     server.stop()
 
 
@@ -54,6 +52,7 @@ def moto_server() -> Iterator[str]:
 def sandbox(moto_server: str) -> str:
     """A fresh, empty sandbox: the session's moto server after a reset."""
     requests.post(f"{moto_server}/moto-api/reset", timeout=10).raise_for_status()
+    requests.delete(f"{moto_server}/_phasegate/calls", timeout=10).raise_for_status()
     return moto_server
 
 

@@ -1,0 +1,146 @@
+"""The sandbox's HTTP front: moto's server app, plus the gaps it leaves, plus a call log.
+
+Product code talks to this exactly as to AWS and never asks whether it is the sandbox, so
+what moto lacks and a migration needs is answered here, in AWS's own wire format:
+
+- RDS DescribeOrderableDBInstanceOptions: moto returns nothing for any engine, which would
+  make every resize look impossible; answered from `ORDERABLE_CLASSES`.
+
+The call log records each request's service and action at the server, which is how tests
+prove that a re-run or a `plan` makes no mutating call. Read it with
+GET /_phasegate/calls; clear it with DELETE /_phasegate/calls.
+"""
+
+import io
+import json
+import re
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+
+from moto.server import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
+
+ORDERABLE_ENGINES = {"postgres": ["13.15", "14.12", "15.7", "15.8", "16.3", "16.4", "17.2"]}
+ORDERABLE_CLASSES = [
+    f"db.{family}.{size}"
+    for family in ("t3", "t4g")
+    for size in ("micro", "small", "medium", "large", "xlarge", "2xlarge")
+] + [
+    f"db.{family}.{size}" for family in ("m5", "m6g", "m7g", "r6g") for size in ("large", "xlarge")
+]
+
+READ_ONLY_PREFIXES = ("Describe", "List", "Get", "BatchGet", "Search", "Lookup", "Head")
+
+_SERVICE_IN_AUTH = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
+
+StartResponse = Callable[..., Any]
+
+
+def is_mutating(action: str) -> bool:
+    """True for an AWS action that may change something (by AWS's naming convention)."""
+    return not action.startswith(READ_ONLY_PREFIXES)
+
+
+def _orderable_response(params: dict[str, list[str]]) -> bytes:
+    engine = params.get("Engine", [""])[0]
+    version = params.get("EngineVersion", [None])[0]
+    wanted_class = params.get("DBInstanceClass", [None])[0]
+    options = [
+        (v, c)
+        for v in ORDERABLE_ENGINES.get(engine, [])
+        if version in (None, v)
+        for c in ORDERABLE_CLASSES
+        if wanted_class in (None, c)
+    ]
+    members = "".join(
+        "<OrderableDBInstanceOption>"
+        f"<Engine>{engine}</Engine><EngineVersion>{v}</EngineVersion>"
+        f"<DBInstanceClass>{c}</DBInstanceClass><LicenseModel>postgresql-license</LicenseModel>"
+        "<MultiAZCapable>true</MultiAZCapable><SupportsStorageEncryption>true"
+        "</SupportsStorageEncryption><StorageType>gp3</StorageType>"
+        "</OrderableDBInstanceOption>"
+        for v, c in options
+    )
+    return (
+        '<DescribeOrderableDBInstanceOptionsResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/">'
+        "<DescribeOrderableDBInstanceOptionsResult><OrderableDBInstanceOptions>"
+        f"{members}</OrderableDBInstanceOptions></DescribeOrderableDBInstanceOptionsResult>"
+        "<ResponseMetadata><RequestId>phasegate-sandbox</RequestId></ResponseMetadata>"
+        "</DescribeOrderableDBInstanceOptionsResponse>"
+    ).encode()
+
+
+class SandboxApp:
+    """WSGI middleware around moto's dispatcher: fills gaps and logs every call."""
+
+    def __init__(self) -> None:
+        self.moto = DomainDispatcherApplication(create_backend_app)
+        self.calls: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/_phasegate/calls":
+            return self._calls_endpoint(environ, start_response)
+        service, action, params = self._identify(environ)
+        if action:
+            with self._lock:
+                self.calls.append({"service": service, "action": action})
+        if service == "rds" and action == "DescribeOrderableDBInstanceOptions":
+            body = _orderable_response(params)
+            start_response(
+                "200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))]
+            )
+            return [body]
+        return self.moto(environ, start_response)
+
+    def _identify(self, environ: dict[str, Any]) -> tuple[str, str, dict[str, list[str]]]:
+        """Service and action of a request, for both the query and the JSON protocols."""
+        match = _SERVICE_IN_AUTH.search(environ.get("HTTP_AUTHORIZATION", ""))
+        service = match.group(1) if match else ""
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target:
+            return service, target.rsplit(".", 1)[-1], {}
+        params: dict[str, list[str]] = {}
+        if environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+            params = parse_qs(body.decode(errors="replace"))
+        params = params or parse_qs(environ.get("QUERY_STRING", ""))
+        action = params.get("Action", [""])[0]
+        if not action and service:
+            # REST services (ECR via JSON, Route 53, CloudFront, Budgets): method and path.
+            action = f"{environ.get('REQUEST_METHOD', '')} {environ.get('PATH_INFO', '')}"
+        return service, action, params
+
+    def _calls_endpoint(
+        self, environ: dict[str, Any], start_response: StartResponse
+    ) -> list[bytes]:
+        with self._lock:
+            if environ.get("REQUEST_METHOD") == "DELETE":
+                self.calls.clear()
+            body = json.dumps(self.calls).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+
+
+class SandboxServer:
+    """moto plus the sandbox front, served on 127.0.0.1 from a background thread."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.app = SandboxApp()
+        self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.url = f"http://{host}:{self._server.server_port}"
+
+    def start(self) -> "SandboxServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
