@@ -8,8 +8,9 @@ class``, and nothing may be changed before the whole file is valid.
 
 import difflib
 import re
+from collections.abc import Hashable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -35,6 +36,12 @@ RDS_CLASS = re.compile(rf"^db\.({_FAMILY})\.{_SIZE}$")
 CACHE_NODE_TYPE = re.compile(rf"^cache\.({_FAMILY})\.{_SIZE}$")
 EC2_INSTANCE_TYPE = re.compile(rf"^({_FAMILY})\.{_SIZE}$")
 GRAVITON_FAMILY = re.compile(r"^[a-z]+\d+g[a-z]*$")
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+TIME_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d$"
+_PATTERN_MEANING = {
+    NAME_PATTERN: "a valid name (lowercase letters, digits and '-', at most 63, e.g. 'acme-prod')",
+    TIME_PATTERN: "a 24-hour HH:MM time such as '02:00'",
+}
 
 ComputeTarget = Literal["ecs-fargate-arm64", "ec2-asg-graviton"]
 
@@ -166,7 +173,7 @@ class Window(_Section):
     """A weekly maintenance window in the environment's timezone."""
 
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(min_length=1)
-    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    start: str = Field(pattern=TIME_PATTERN)
     duration_minutes: int = Field(gt=0, le=7 * 24 * 60)
 
 
@@ -199,7 +206,7 @@ class Executor(_Section):
 class EnvironmentConfig(_Section):
     """One environment (tenant or stage): the whole contract of config/environments/NAME.yaml."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    name: str = Field(pattern=NAME_PATTERN)
     tier: Literal["dev", "staging", "prod"]
     aws: AwsSettings = Field(default_factory=AwsSettings)
     discovery: Discovery
@@ -228,6 +235,8 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, Hashable):
+            continue  # construct_mapping below reports it as a YAML error with its line
         if key in seen:
             raise ConfigError(
                 f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
@@ -241,7 +250,8 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "(top level)"
+    """'targets.asg_min: ', or '' for whole-file checks, whose message names its own fields."""
+    return ".".join(str(part) for part in loc) + ": " if loc else ""
 
 
 def _describe(error: dict[str, Any], model_fields: list[str]) -> str:
@@ -255,22 +265,35 @@ def _describe(error: dict[str, Any], model_fields: list[str]) -> str:
         return "required field is missing"
     if kind == "literal_error":
         return f"{value!r} is not one of {error['ctx']['expected']}"
-    message = error["msg"].removeprefix("Value error, ")
-    if kind.endswith("_type") or kind.endswith("_parsing"):
-        return f"{message.lower()}, got {value!r}"
-    return message
+    if kind == "value_error":  # our own validators' messages, already written for users
+        return error["msg"].removeprefix("Value error, ")
+    if kind == "string_pattern_mismatch":
+        pattern = error["ctx"]["pattern"]
+        return f"{value!r} is not {_PATTERN_MEANING.get(pattern, f'matching {pattern}')}"
+    if kind == "model_type":
+        return f"expected a mapping of fields, got {value!r}"
+    if kind == "string_type":  # YAML reads unquoted 14:30 as 870, 2025-12-24 as a date, yes as True
+        return f"expected a string, got {value!r}; put the value in quotes"
+    message = error["msg"][:1].lower() + error["msg"][1:]
+    if " got " in message or ", not " in message:
+        return message
+    return f"{message}, got {value!r}"
 
 
 def _known_fields(loc: tuple[Any, ...]) -> list[str]:
     """Field names valid at the error's location, for 'did you mean' hints."""
-    model: type[BaseModel] = EnvironmentConfig
+    annotation: Any = EnvironmentConfig
     for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        if get_origin(annotation) in (dict, list):  # part is a key or index: step into the value
+            annotation = get_args(annotation)[-1]
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(str(part))
+            annotation = field.annotation if field else None
+        else:
             return []
-        model = annotation
-    return list(model.model_fields)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return list(annotation.model_fields)
+    return []
 
 
 def parse_environment(path: Path) -> EnvironmentConfig:
@@ -280,6 +303,8 @@ def parse_environment(path: Path) -> EnvironmentConfig:
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{shown}: file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{shown}: not UTF-8 text (bad byte at offset {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"{shown}: cannot read: {exc.strerror}") from None
     try:
@@ -290,6 +315,9 @@ def parse_environment(path: Path) -> EnvironmentConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start and (not mark or start.line != mark.line):
+            problem += f" ({context} at line {start.line + 1})"
         raise ConfigError(f"{shown}: YAML syntax error: {where}{problem}") from None
     if data is None:
         raise ConfigError(f"{shown}: file is empty; expected an environment (name, tier, ...)")
@@ -299,7 +327,7 @@ def parse_environment(path: Path) -> EnvironmentConfig:
         config = EnvironmentConfig.model_validate(data)
     except ValidationError as exc:
         lines = [
-            f"{shown}: {_field_path(err['loc'])}: {_describe(err, _known_fields(err['loc']))}"
+            f"{shown}: {_field_path(err['loc'])}{_describe(err, _known_fields(err['loc']))}"
             for err in exc.errors()
         ]
         raise ConfigError("\n".join(lines)) from None
