@@ -6,6 +6,9 @@ runs its calls through the RetryPolicy, so paginators and waiters are covered to
 """
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import boto3
@@ -45,11 +48,33 @@ def make_session(settings: AwsSettings) -> boto3.Session:
     return session
 
 
+_recorded_calls: ContextVar[list[str] | None] = ContextVar("phasegate_aws_calls", default=None)
+
+
+@contextmanager
+def recording_calls() -> Iterator[list[str]]:
+    """Collect "service:Operation" for every AWS call made in this context (thread or task).
+
+    A step's Record lists the API actions it used, so an operator can audit a run and an
+    IAM policy can be checked against what a step really calls.
+    """
+    calls: list[str] = []
+    token = _recorded_calls.set(calls)
+    try:
+        yield calls
+    finally:
+        _recorded_calls.reset(token)
+
+
 def _with_retries(client: Any, policy: RetryPolicy) -> Any:
     """Route every API call of `client` (methods, paginators, waiters) through `policy`."""
     make_api_call = client._make_api_call
+    prefix = client.meta.service_model.signing_name
 
     def retried(operation: str, params: dict[str, Any]) -> Any:
+        calls = _recorded_calls.get()
+        if calls is not None:
+            calls.append(f"{prefix}:{operation}")
         return policy.call(operation, make_api_call, params)
 
     client._make_api_call = retried
