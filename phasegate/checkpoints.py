@@ -9,11 +9,17 @@ Storage is a local folder under PHASEGATE_HOME by default, or the folder named b
 `executor.result_storage`; every process of a migration must see the same storage.
 """
 
-import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from prefect.filesystems import LocalFileSystem
 from prefect.results import ResultStore
+from prefect.settings import (
+    PREFECT_RESULTS_LOCAL_STORAGE_PATH,
+    PREFECT_RESULTS_PERSIST_BY_DEFAULT,
+    temporary_settings,
+)
 
 from phasegate.config import EnvironmentConfig
 from phasegate.errors import ConfigError
@@ -34,12 +40,18 @@ def storage_path(config: EnvironmentConfig) -> Path:
     return path
 
 
-def use_storage_for_prefect(config: EnvironmentConfig) -> Path:
-    """Point Prefect's default result storage at the checkpoint folder, before any run starts."""
+@contextmanager
+def checkpoint_storage(config: EnvironmentConfig) -> Iterator[Path]:
+    """Run flows inside this so their tasks' results land in the checkpoint folder.
+
+    Prefect reads its settings once, at import; a temporary settings context is the way to
+    point one run's result storage somewhere else.
+    """
     path = storage_path(config)
-    os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(path)
-    os.environ["PREFECT_RESULTS_PERSIST_BY_DEFAULT"] = "true"
-    return path
+    with temporary_settings(
+        {PREFECT_RESULTS_LOCAL_STORAGE_PATH: str(path), PREFECT_RESULTS_PERSIST_BY_DEFAULT: True}
+    ):
+        yield path
 
 
 class Checkpoints:
@@ -78,5 +90,9 @@ class Checkpoints:
         result = self.store.read(key).result
         return result if isinstance(result, Record) else Record.model_validate(result)
 
-    def write(self, record: Record) -> None:
-        self.store.write(obj=record, key=record.key)
+    def current(self, phase: int, step: str) -> Record | None:
+        """The step's Record at its current generation, whatever target it was run for."""
+        generation = self.generation(phase, step)
+        folder = self.path / self._prefix(phase, step)
+        found = sorted(folder.glob(f"*-g{generation}"), key=lambda p: p.stat().st_mtime)
+        return self.read(f"{self._prefix(phase, step)}/{found[-1].name}") if found else None

@@ -30,3 +30,7 @@ class AwsCallError(PhasegateError):
 
 class WaitTimeout(PhasegateError):
     """A wait reached its deadline before the awaited state; a deadline is never a hang."""
+
+
+class PhaseFailed(PhasegateError):
+    """A phase stopped on a failed step; says whether its finished steps were rolled back."""

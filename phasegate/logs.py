@@ -2,8 +2,9 @@
 
 Going through the stdlib is what lets the same events reach Prefect's run logs: Prefect
 attaches its API handler to the loggers named in PREFECT_LOGGING_EXTRA_LOGGERS, and
-`configure()` names "phasegate" there. Context (environment, phase, step, resource) is bound
-with `bind()` or `structlog.contextvars`, so every line says what it is about.
+phasegate/__init__.py names "phasegate" there before Prefect is imported. Context
+(environment, phase, step, resource) is bound with `bind()` or `structlog.contextvars`, so
+every line says what it is about.
 """
 
 import logging
@@ -17,6 +18,10 @@ LOGGER_NAME = "phasegate"
 _configured = False
 
 
+class _ConsoleHandler(logging.StreamHandler):
+    """Ours, told apart from the API handler Prefect attaches to the same logger."""
+
+
 def _renderer(json: bool) -> Any:
     if json:
         return structlog.processors.JSONRenderer(sort_keys=True)
@@ -28,8 +33,6 @@ def configure(level: str | None = None, json: bool | None = None) -> None:
     global _configured
     if _configured:
         return
-    extra = {n for n in os.environ.get("PREFECT_LOGGING_EXTRA_LOGGERS", "").split(",") if n}
-    os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = ",".join(sorted(extra | {LOGGER_NAME}))
     use_json = (not sys.stderr.isatty()) if json is None else json
     level_name = (level or os.environ.get("PHASEGATE_LOG_LEVEL", "INFO")).upper()
 
@@ -49,10 +52,9 @@ def configure(level: str | None = None, json: bool | None = None) -> None:
     root = logging.getLogger(LOGGER_NAME)
     root.setLevel(level_name)
     root.propagate = False  # our handler prints it; the root logger must not print it twice
-    if not any(getattr(h, "_phasegate", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _ConsoleHandler) for h in root.handlers):
+        handler = _ConsoleHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._phasegate = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     _configured = True
 
