@@ -1,0 +1,12 @@
+"""Phase 1, cost: remove the NAT gateways, move compute to Graviton, right-size RDS and Redis."""
+
+from prefect import flow
+
+from flows.phase import run_phase
+from phasegate.steps import Record
+
+
+@flow(name="phase-1-cost", flow_run_name="{env}: phase 1")
+def phase1(env: str) -> list[Record]:
+    """nat.assess -> nat.remove -> compute.graviton -> (database.resize | cache.resize)."""
+    return run_phase(env, 1)

@@ -1,0 +1,175 @@
+"""The `phasegate` command line: thin verbs over the library, with the exit codes of DESIGN.md.
+
+0 success, 1 a failed migration or gate, 2 bad input. Every PhasegateError becomes one line
+on stderr and its exit code; anything else is a bug and keeps its traceback.
+"""
+
+import functools
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from phasegate import entrypoints
+from phasegate.checkpoints import checkpoint_storage
+from phasegate.config import load_environment
+from phasegate.cost import load_price_table, price_inventory
+from phasegate.errors import PhasegateError
+from phasegate.inventory import discover
+from phasegate.logs import configure
+from phasegate.render import cost_table, inventory_table, plan_table, records_table
+from phasegate.sandbox import cli as sandbox_cli
+from phasegate.sandbox.server import start_sandbox, stop_sandbox
+
+app = typer.Typer(
+    help="Gated, resumable AWS cost-migration flows on Prefect.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(sandbox_cli.app, name="sandbox")
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+EnvArg = Annotated[
+    str, typer.Argument(help="Environment name under config/environments/, or a path")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+
+
+def reports_errors(func: F) -> F:
+    """Turn a PhasegateError into its message on stderr and its exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PhasegateError as exc:
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def _setup() -> None:
+    configure()
+
+
+@app.command()
+@reports_errors
+def inventory(env: EnvArg, as_json: JsonOpt = False) -> None:
+    """What discovery finds for ENV, by its tags."""
+    inv = discover(load_environment(env))
+    if as_json:
+        console.print_json(inv.model_dump_json())
+    else:
+        console.print(inventory_table(inv))
+
+
+@app.command()
+@reports_errors
+def cost(env: EnvArg, as_json: JsonOpt = False) -> None:
+    """Monthly cost of ENV now, by component, from the dated price table."""
+    config = load_environment(env)
+    report = price_inventory(discover(config), config, load_price_table(config.aws.region))
+    if as_json:
+        console.print_json(report.model_dump_json())
+    else:
+        console.print(cost_table(report))
+
+
+PhaseOpt = Annotated[int | None, typer.Option("--phase", min=1, max=3, help="Phase 1, 2 or 3")]
+
+
+def _phases(phase: int | None) -> list[int]:
+    return [phase] if phase else [1, 2, 3]
+
+
+@app.command()
+@reports_errors
+def plan(env: EnvArg, phase: PhaseOpt = None, as_json: JsonOpt = False) -> None:
+    """What each step would change, its monthly cost delta and reversibility; changes nothing."""
+    config = load_environment(env)
+    result = entrypoints.load(entrypoints.PLAN)(env, _phases(phase))
+    if as_json:
+        console.print_json(
+            data={
+                str(n): {sid: c.model_dump(mode="json") if c else None for sid, c in plans}
+                for n, plans in result.items()
+            }
+        )
+        return
+    for n, plans in result.items():
+        if plans:
+            console.print(plan_table(config.name, n, plans))
+        else:
+            console.print(f"Phase {n}: skipped, no steps built yet.")
+
+
+@app.command()
+@reports_errors
+def run(
+    env: EnvArg,
+    phase: PhaseOpt = None,
+    auto_approve: Annotated[
+        bool, typer.Option(help="Approve without asking (not for prod)")
+    ] = False,
+) -> None:
+    """Run the migration (or one phase) on ENV as Prefect flows; exit 1 if a phase fails."""
+    config = load_environment(env)
+    with checkpoint_storage(config):
+        for n in _phases(phase):
+            if n not in entrypoints.PHASE_FLOWS:
+                console.print(f"Phase {n}: skipped, no steps built yet.")
+                continue
+            records = entrypoints.load(entrypoints.PHASE_FLOWS[n])(env)
+            console.print(records_table(config.name, n, records))
+
+
+@app.command()
+@reports_errors
+def rollback(
+    env: EnvArg,
+    phase: Annotated[int, typer.Option("--phase", min=1, max=3, help="The phase to undo")],
+) -> None:
+    """Undo a phase from its Records, newest step first, verifying each undo."""
+    config = load_environment(env)
+    with checkpoint_storage(config):
+        outcome = entrypoints.load(entrypoints.ROLLBACK_FLOW)(env, phase)
+    for step_id, what in outcome.items():
+        console.print(f"{step_id}: {what}")
+
+
+@app.command()
+@reports_errors
+def demo(
+    port: Annotated[int, typer.Option(help="Port for the sandbox's AWS endpoint")] = 4566,
+    stop: Annotated[
+        bool, typer.Option("--stop/--keep", help="Stop the sandbox afterwards")
+    ] = False,
+) -> None:
+    """Stand up the sandbox, seed the demo environment, and show its inventory and cost."""
+    stop_sandbox()
+    state = start_sandbox(port=port, environments=1)
+    console.print(f"Sandbox up on http://127.0.0.1:{state.port} (pid {state.pid})")
+    try:
+        config = load_environment("demo")
+        inv = discover(config)
+        console.print(inventory_table(inv))
+        console.print(cost_table(price_inventory(inv, config, load_price_table(config.aws.region))))
+    finally:
+        if stop:
+            stop_sandbox()
+            console.print("Sandbox stopped.")
+        else:
+            console.print("The sandbox keeps running; stop it with `phasegate sandbox down`.")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Rich tables for what the CLI shows a person; `--json` output bypasses this module."""
+
+from rich.table import Table
+
+from phasegate.cost import CostReport
+from phasegate.inventory import Inventory
+from phasegate.steps import Change, Record
+
+
+def inventory_table(inv: Inventory) -> Table:
+    """One row per resource, grouped by kind, with the fields the migration cares about."""
+    table = Table(title=f"Inventory of {inv.environment} ({inv.region})", title_justify="left")
+    table.add_column("Kind", style="bold")
+    table.add_column("Id")
+    table.add_column("Details")
+    for vpc in inv.vpcs:
+        table.add_row("VPC", vpc.id, f"{vpc.cidr}, IGW {', '.join(vpc.internet_gateways) or '-'}")
+        for s in vpc.subnets:
+            kind = "public" if s.public else "private"
+            table.add_row("  Subnet", s.id, f"{kind} {s.cidr} {s.availability_zone}")
+        for n in vpc.nat_gateways:
+            eips = ", ".join(
+                f"{a} ({ip})" for a, ip in zip(n.allocation_ids, n.public_ips, strict=False)
+            )
+            table.add_row("  NAT gateway", n.id, f"{n.state}, EIP {eips}")
+        for endpoint in vpc.vpc_endpoints:
+            table.add_row("  VPC endpoint", endpoint, "")
+    for svc in inv.services:
+        placement = "public IPs" if svc.assign_public_ip else "private"
+        table.add_row(
+            "ECS service",
+            f"{svc.cluster}/{svc.name}",
+            f"{svc.architecture} {svc.cpu} CPU / {svc.memory} MB, "
+            f"{svc.running}/{svc.desired} running, {placement}",
+        )
+    for lb in inv.load_balancers:
+        groups = ", ".join(tg.name for tg in lb.target_groups)
+        table.add_row("Load balancer", lb.name, f"{lb.scheme}, target groups: {groups}")
+    for db in inv.databases:
+        table.add_row(
+            "RDS",
+            db.identifier,
+            f"{db.instance_class} {db.engine} {db.engine_version}, "
+            f"{'Multi-AZ' if db.multi_az else 'single-AZ'}, {db.allocated_storage_gb} GB "
+            f"{db.storage_type}, {db.status}",
+        )
+    for cache in inv.caches:
+        table.add_row("Redis", cache.id, f"{cache.node_count} x {cache.node_type}, {cache.status}")
+    for asg in inv.autoscaling_groups:
+        table.add_row(
+            "Auto Scaling group",
+            asg.name,
+            f"{', '.join(asg.instance_types) or '?'} {asg.in_service}/{asg.desired} InService "
+            f"(min {asg.min_size}, max {asg.max_size})",
+        )
+    return table
+
+
+def cost_table(report: CostReport) -> Table:
+    """The seed's cost table for one environment: a row per component, line items beneath."""
+    table = Table(
+        title=f"Monthly cost of {report.environment} ({report.region}, prices as of "
+        f"{report.prices_as_of})",
+        title_justify="left",
+    )
+    table.add_column("Component", style="bold")
+    table.add_column("Item")
+    table.add_column("Monthly", justify="right")
+    for row in report.rows:
+        table.add_row(row.component, "", f"${row.monthly:,.2f}", style="bold")
+        for line in row.lines:
+            table.add_row("", line.description, f"${line.monthly:,.2f}")
+    table.add_row("Total", "", f"${report.total:,.2f}", style="bold green")
+    return table
+
+
+def plan_table(environment: str, phase: int, plans: list[tuple[str, Change | None]]) -> Table:
+    """Each step's change, its monthly cost delta and its reversibility."""
+    table = Table(title=f"Plan for {environment}, phase {phase}", title_justify="left")
+    table.add_column("Step", style="bold")
+    table.add_column("Change")
+    table.add_column("Monthly delta", justify="right")
+    table.add_column("Reversibility")
+    total = 0.0
+    for step_id, change in plans:
+        if change is None:
+            table.add_row(step_id, "[dim]nothing to do[/dim]", "$0.00", "")
+            continue
+        total += change.monthly_cost_delta
+        r = change.reversibility
+        table.add_row(
+            step_id,
+            "\n".join([change.summary, *(f"  - {a}" for a in change.actions)]),
+            f"{change.monthly_cost_delta:+,.2f}",
+            f"restart: {'yes' if r.restart_needed else 'no'}; "
+            f"rollback: {'yes' if r.rollback_possible else 'no'}; {r.expected_disruption}",
+        )
+    table.add_row("Total", "", f"{total:+,.2f}", "", style="bold")
+    return table
+
+
+def records_table(environment: str, phase: int, records: list[Record]) -> Table:
+    """What a phase run did, step by step."""
+    table = Table(title=f"{environment}: phase {phase} finished", title_justify="left")
+    table.add_column("Step", style="bold")
+    table.add_column("Outcome")
+    table.add_column("Change")
+    table.add_column("Seconds", justify="right")
+    for record in records:
+        table.add_row(
+            record.step,
+            record.outcome,
+            record.change.summary if record.change else "",
+            f"{record.duration_seconds:.1f}",
+        )
+    return table
