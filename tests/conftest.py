@@ -5,7 +5,12 @@ clients with an endpoint_url. Nothing is patched in-process.
 """
 
 import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,3 +81,60 @@ def seeded(sandbox: str, tmp_path: Path) -> EnvironmentConfig:
     clients = AwsClients(AwsSettings(region="us-east-1", endpoint_url=sandbox))
     seed_environment(clients, "demo", 1)
     return parse_environment(write_environment(tmp_path, "demo", sandbox))
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `prefect server start` on a free port for the session; its API URL.
+
+    One long-lived API (not a temporary per-process one) so that flow processes a test kills
+    leave no orphan server behind.
+    """
+    port = free_port()
+    home = tmp_path_factory.mktemp("prefect-home")
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "true",
+    }
+    env.pop("PREFECT_API_URL", None)
+    log = (home / "server.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+         "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if requests.get(f"{url}/health", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"prefect server did not start; see {home / 'server.log'}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
+@pytest.fixture
+def prefect_client_env(prefect_api: str) -> Iterator[str]:
+    """Flows run in this test (and processes it starts) talk to the session's Prefect API."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PREFECT_API_URL", prefect_api)
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        yield prefect_api
+    mp.undo()
