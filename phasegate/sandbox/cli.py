@@ -1,0 +1,122 @@
+"""`phasegate sandbox up|down|seed|status`: the embedded AWS stand-in from the command line.
+
+The main CLI mounts this with `app.add_typer(sandbox.cli.app, name="sandbox")`. Every
+PhasegateError becomes one line on stderr and its exit code (1, or 2 for bad input), as
+everywhere in phasegate.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from phasegate.errors import PhasegateError
+from phasegate.home import display_path
+from phasegate.sandbox.server import (
+    add_environments,
+    environment_file,
+    sandbox_status,
+    start_sandbox,
+    stop_sandbox,
+)
+
+app = typer.Typer(
+    help="The embedded AWS sandbox: moto on 127.0.0.1, seeded environments, simulated metrics.",
+    no_args_is_help=True,
+)
+
+_out = Console()
+_err = Console(stderr=True, soft_wrap=True)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn a PhasegateError into its message on stderr and its exit code."""
+    try:
+        yield
+    except PhasegateError as exc:
+        _err.print(f"error: {exc}", style="red", markup=False, highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _environments_table(names: list[str]) -> Table:
+    table = Table("environment", "config file", box=None, pad_edge=False)
+    for name in names:
+        table.add_row(name, display_path(environment_file(name)))
+    return table
+
+
+@app.command()
+def up(
+    port: int = typer.Option(4566, "--port", "-p", min=1, max=65535, help="port on 127.0.0.1"),
+    environments: int = typer.Option(
+        1, "--environments", "-n", min=1, help="environments to seed: demo, demo-2, ..."
+    ),
+) -> None:
+    """Start the sandbox in the background and seed environments into it."""
+    with _errors(), _out.status(f"starting the sandbox on port {port} ..."):
+        state = start_sandbox(port=port, environments=environments)
+    _out.print(
+        f"[green]sandbox running[/] at {state.endpoint} (pid {state.pid}); "
+        f"log: {display_path(Path(state.log_file))}"
+    )
+    _out.print(_environments_table(state.environments))
+    _out.print(f"try: phasegate inventory {state.environments[0]}")
+
+
+@app.command()
+def down() -> None:
+    """Stop the sandbox and remove the environment files it wrote."""
+    with _errors():
+        result = stop_sandbox()
+    if result.state is None:
+        _out.print("no sandbox is running")
+    elif not result.was_running:
+        _out.print(
+            f"the sandbox (pid {result.state.pid}, port {result.state.port}) was not running; "
+            "removed its stale files"
+        )
+    else:
+        _out.print(
+            f"[green]sandbox stopped[/] (pid {result.state.pid}, port {result.state.port}); "
+            f"removed {len(result.state.environments)} environment file(s)"
+        )
+
+
+@app.command()
+def seed(
+    environments: int = typer.Option(
+        1, "--environments", "-n", min=1, help="how many more environments to seed"
+    ),
+) -> None:
+    """Seed more environments into the running sandbox."""
+    with _errors(), _out.status("seeding ..."):
+        state, names = add_environments(environments)
+    _out.print(f"[green]seeded[/] {len(names)} environment(s) into {state.endpoint}")
+    _out.print(_environments_table(names))
+
+
+@app.command()
+def status() -> None:
+    """Show whether the sandbox runs, where, and which environments it holds."""
+    with _errors():
+        current = sandbox_status()
+    state = current.state
+    if state is None:
+        _out.print("no sandbox is running")
+        return
+    if not current.alive:
+        _out.print(
+            f"[yellow]not running[/]: stale state from pid {state.pid} (port {state.port}); "
+            "`phasegate sandbox down` cleans it up"
+        )
+        return
+    health = "[green]running[/]" if current.answering else "[red]not answering[/]"
+    _out.print(
+        f"{health} at {state.endpoint} (pid {state.pid}, "
+        f"since {state.started_at:%Y-%m-%d %H:%M:%S} UTC)"
+    )
+    _out.print(_environments_table(state.environments))

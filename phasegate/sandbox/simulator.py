@@ -1,0 +1,481 @@
+"""The workload simulator: the CloudWatch metrics a running platform would emit, for moto.
+
+moto emits no AWS/* metrics at all, so without this every health gate would read "no data",
+which is inconclusive and never a pass. The simulator publishes, for each sandbox environment,
+the gate metrics of DESIGN.md on AWS's own namespaces, metric names and dimensions, so gates
+read them exactly as they would read real CloudWatch and product code never asks whether it
+runs against the sandbox.
+
+It re-discovers every environment on each tick (phasegate.inventory.discover), so the metrics
+follow the migration: once the NAT gateways are gone there is no NAT metric, and after the
+Graviton switch the healthy host count follows the new compute (running ECS tasks, or InService
+instances of an Auto Scaling group behind the target group).
+
+Time is wall-clock time in whole minutes: each environment gets exactly one datapoint per
+metric per minute, published on the first tick that reaches that minute, so Sum statistics are
+per-minute totals as on AWS. An environment seen for the first time gets its last hour
+backfilled, so a gate has history to read at once. Values are healthy with a mild jitter that
+is a pure function of (environment, metric, minute): a re-run publishes the same numbers.
+
+Faults (`faults.json` under the sandbox directory, environment name -> kind) are read on every
+tick and apply from the next unpublished minute on:
+
+- ``5xx``: about 20% of requests answer 5xx;
+- ``latency``: target response time 2.5 s;
+- ``nodata``: nothing at all is published for the environment (those minutes stay empty);
+- ``unhealthy``: HealthyHostCount 0 (UnHealthyHostCount takes the hosts).
+"""
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from phasegate.aws import AwsClients
+from phasegate.config import EnvironmentConfig, parse_environment
+from phasegate.errors import ConfigError
+from phasegate.home import generated_environments_dir
+from phasegate.inventory import Inventory, LoadBalancer, discover
+from phasegate.retry import RetryPolicy
+from phasegate.sandbox.server import faults_path, write_text_atomic
+
+log = structlog.get_logger("phasegate.sandbox")
+
+FAULT_KINDS = ("5xx", "latency", "nodata", "unhealthy")
+
+REQUESTS_PER_MINUTE = 1000
+HEALTHY_LATENCY_SECONDS = 0.12
+FAULT_LATENCY_SECONDS = 2.5
+FAULT_5XX_RATIO = 0.2
+NAT_BYTES_OUT_PER_MINUTE = 50_000_000
+NAT_BYTES_IN_PER_MINUTE = 200_000_000
+
+# AWS accepts up to 1000 datums per PutMetricData call; stay well under its 1 MB body limit.
+_BATCH = 500
+
+# A tick must never hang on a sandbox that is shutting down: fail fast, try again next tick.
+_SIMULATOR_RETRIES = RetryPolicy(max_attempts=2, max_seconds=5.0, initial_wait=0.1, max_wait=1.0)
+
+EnvironmentSource = Callable[[], list[EnvironmentConfig]]
+Datum = dict[str, Any]
+
+_last_warning: dict[str, str] = {}  # subject -> the last problem logged about it
+
+
+def _warn(subject: str, event: str, problem: str, **context: Any) -> None:
+    """Log a problem with `subject` once, not on every tick; again only when it changes."""
+    if _last_warning.get(subject) != problem:
+        _last_warning[subject] = problem
+        log.warning(event, problem=problem, **context)
+
+
+def _recovered(subject: str) -> None:
+    _last_warning.pop(subject, None)
+
+
+def read_faults(path: Path | None = None) -> dict[str, str]:
+    """The faults in force: environment name -> kind. A missing or broken file means none."""
+    path = path or faults_path()
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        data = exc
+    if not isinstance(data, dict):
+        problem = str(data) if isinstance(data, Exception) else "not a JSON object"
+        _warn(str(path), "faults file ignored", problem, path=str(path))
+        return {}
+    _recovered(str(path))
+    unknown = {str(env): kind for env, kind in data.items() if kind not in FAULT_KINDS}
+    if unknown:
+        _warn(f"{path}:kinds", "unknown fault kinds ignored", str(unknown), path=str(path))
+    return {str(env): kind for env, kind in data.items() if kind in FAULT_KINDS}
+
+
+def set_fault(environment: str, kind: str | None, path: Path | None = None) -> None:
+    """Inject `kind` into `environment`, or clear its fault when `kind` is None.
+
+    The file is replaced atomically because the simulator may read it at any moment.
+    """
+    if kind is not None and kind not in FAULT_KINDS:
+        raise ConfigError(f"unknown fault kind {kind!r}; expected one of {', '.join(FAULT_KINDS)}")
+    path = path or faults_path()
+    faults = read_faults(path)
+    if kind is None:
+        faults.pop(environment, None)
+    else:
+        faults[environment] = kind
+    write_text_atomic(path, json.dumps(faults, indent=2, sort_keys=True) + "\n")
+
+
+def sandbox_environments(endpoint: str) -> list[EnvironmentConfig]:
+    """The environment files `phasegate sandbox up|seed` wrote for the sandbox at `endpoint`.
+
+    Files pointing elsewhere (a stale sandbox's port) are left alone rather than discovered
+    against a server that is gone.
+    """
+    found = []
+    for path in sorted(generated_environments_dir().glob("*.yaml")):
+        try:
+            config = parse_environment(path)
+        except ConfigError as exc:
+            _warn(str(path), "environment file skipped", str(exc), path=str(path))
+            continue
+        _recovered(str(path))
+        if (config.aws.endpoint_url or "").rstrip("/") == endpoint.rstrip("/"):
+            found.append(config)
+    return found
+
+
+def _unit(*parts: object) -> float:
+    """A number in [0, 1) that depends only on `parts`: jitter that is the same on every run."""
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def _between(low: float, high: float, *parts: object) -> float:
+    return low + (high - low) * _unit(*parts)
+
+
+def _split(total: int, parts: int) -> list[int]:
+    """`total` shared as evenly as integers allow among `parts` (parts >= 1)."""
+    share, rest = divmod(total, parts)
+    return [share + (1 if i < rest else 0) for i in range(parts)]
+
+
+def _dims(**dimensions: str) -> list[dict[str, str]]:
+    return [{"Name": k, "Value": v} for k, v in dimensions.items()]
+
+
+def _datum(
+    name: str, value: float, unit: str, minute: datetime, **dimensions: str
+) -> dict[str, Any]:
+    return {
+        "MetricName": name,
+        "Dimensions": _dims(**dimensions),
+        "Timestamp": minute,
+        "Value": value,
+        "Unit": unit,
+    }
+
+
+def _resource_suffix(arn: str, marker: str) -> str:
+    """The dimension value ELB metrics use: 'app/NAME/ID' from '...:loadbalancer/app/NAME/ID'."""
+    return arn.split(f":{marker}/", 1)[1]
+
+
+class WorkloadSimulator:
+    """Publishes healthy (or faulted) gate metrics for every sandbox environment, per minute.
+
+    `environments` is called on every tick, so environments seeded later are picked up and
+    removed ones are dropped. Call `tick(now)` directly (tests do), or `start()` a background
+    thread that ticks every `tick_seconds`.
+    """
+
+    def __init__(
+        self,
+        environments: EnvironmentSource,
+        *,
+        tick_seconds: float = 10.0,
+        backfill_minutes: int = 60,
+        faults_file: Path | None = None,
+    ) -> None:
+        if tick_seconds <= 0:
+            raise ConfigError(f"tick_seconds must be positive, got {tick_seconds}")
+        if backfill_minutes < 1:
+            raise ConfigError(f"backfill_minutes must be at least 1, got {backfill_minutes}")
+        self.environments = environments
+        self.tick_seconds = tick_seconds
+        self.backfill_minutes = backfill_minutes
+        self.faults_file = faults_file
+        self._published: dict[str, datetime] = {}  # environment -> last minute published
+        self._clients: dict[str, AwsClients] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- one tick ---------------------------------------------------------------------------
+
+    def tick(self, now: datetime | None = None) -> dict[str, int]:
+        """Publish every not-yet-published minute up to `now`'s; datapoints sent per environment.
+
+        One environment failing (mid-migration, say) is logged and retried on the next tick;
+        it never stops the others.
+        """
+        minute = (now or datetime.now(UTC)).astimezone(UTC).replace(second=0, microsecond=0)
+        faults = read_faults(self.faults_file)
+        sent: dict[str, int] = {}
+        for config in self.environments():
+            try:
+                sent[config.name] = self._tick_environment(config, minute, faults.get(config.name))
+            except Exception as exc:  # discovery or AWS trouble in one env must not stop the rest
+                problem = f"{type(exc).__name__}: {exc}"
+                _warn(
+                    f"env:{config.name}", "simulator tick failed", problem, environment=config.name
+                )
+                continue
+            _recovered(f"env:{config.name}")
+        return sent
+
+    def _tick_environment(
+        self, config: EnvironmentConfig, minute: datetime, fault: str | None
+    ) -> int:
+        minutes = list(self._due_minutes(config.name, minute))
+        if not minutes:
+            return 0
+        if fault == "nodata":
+            self._published[config.name] = minute
+            return 0
+        clients = self._clients_for(config)
+        inventory = discover(config, clients)
+        data: dict[str, list[Datum]] = {}
+        for m in minutes:
+            for namespace, datums in self.datapoints(inventory, m, fault).items():
+                data.setdefault(namespace, []).extend(datums)
+        for namespace, datums in data.items():
+            for i in range(0, len(datums), _BATCH):
+                clients.cloudwatch.put_metric_data(
+                    Namespace=namespace, MetricData=datums[i : i + _BATCH]
+                )
+        sent = sum(len(d) for d in data.values())
+        if config.name not in self._published:
+            log.info(
+                "environment backfilled",
+                environment=config.name,
+                minutes=len(minutes),
+                datapoints=sent,
+            )
+        self._published[config.name] = minute
+        return sent
+
+    def _due_minutes(self, environment: str, minute: datetime) -> Iterator[datetime]:
+        """Minutes after the last one published, at most the backfill window, up to `minute`."""
+        earliest = minute - timedelta(minutes=self.backfill_minutes - 1)
+        last = self._published.get(environment)
+        current = earliest if last is None else max(earliest, last + timedelta(minutes=1))
+        while current <= minute:
+            yield current
+            current += timedelta(minutes=1)
+
+    def _clients_for(self, config: EnvironmentConfig) -> AwsClients:
+        key = config.aws.model_dump_json()
+        if key not in self._clients:
+            self._clients[key] = AwsClients(config.aws, policy=_SIMULATOR_RETRIES)
+        return self._clients[key]
+
+    # -- what a minute looks like -----------------------------------------------------------
+
+    def datapoints(
+        self, inventory: Inventory, minute: datetime, fault: str | None = None
+    ) -> dict[str, list[Datum]]:
+        """The datums of one minute for one environment, by namespace (pure: no AWS calls)."""
+        env = inventory.environment
+        data: dict[str, list[Datum]] = {
+            "AWS/ApplicationELB": [
+                d for lb in inventory.load_balancers for d in _alb(inventory, lb, minute, fault)
+            ],
+            "AWS/RDS": [],
+            "AWS/ElastiCache": [],
+            "AWS/NATGateway": [],
+            "AWS/ECS": [],
+        }
+        for db in inventory.databases:
+            key = (env, db.identifier, minute)
+            data["AWS/RDS"] += [
+                _datum(
+                    "CPUUtilization",
+                    _between(25, 40, "rds-cpu", *key),
+                    "Percent",
+                    minute,
+                    DBInstanceIdentifier=db.identifier,
+                ),
+                _datum(
+                    "DatabaseConnections",
+                    round(_between(8, 14, "rds-conn", *key)),
+                    "Count",
+                    minute,
+                    DBInstanceIdentifier=db.identifier,
+                ),
+            ]
+        for cache in inventory.caches:
+            for member in cache.member_clusters:
+                key = (env, member, minute)
+                data["AWS/ElastiCache"] += [
+                    _datum(
+                        "CPUUtilization",
+                        _between(25, 40, "cache-cpu", *key),
+                        "Percent",
+                        minute,
+                        CacheClusterId=member,
+                    ),
+                    _datum(
+                        "DatabaseMemoryUsagePercentage",
+                        _between(30, 40, "cache-mem", *key),
+                        "Percent",
+                        minute,
+                        CacheClusterId=member,
+                    ),
+                    _datum("Evictions", 0, "Count", minute, CacheClusterId=member),
+                ]
+        for nat in inventory.nat_gateways:
+            if nat.state != "available":
+                continue
+            key = (env, nat.id, minute)
+            data["AWS/NATGateway"] += [
+                _datum(
+                    "BytesOutToDestination",
+                    round(NAT_BYTES_OUT_PER_MINUTE * _between(0.8, 1.2, "nat-out", *key)),
+                    "Bytes",
+                    minute,
+                    NatGatewayId=nat.id,
+                ),
+                _datum(
+                    "BytesInFromDestination",
+                    round(NAT_BYTES_IN_PER_MINUTE * _between(0.8, 1.2, "nat-in", *key)),
+                    "Bytes",
+                    minute,
+                    NatGatewayId=nat.id,
+                ),
+            ]
+        for svc in inventory.services:
+            if svc.running == 0:
+                continue  # no task, no ECS metric: as on AWS
+            key = (env, svc.cluster, svc.name, minute)
+            dims = {"ClusterName": svc.cluster, "ServiceName": svc.name}
+            data["AWS/ECS"] += [
+                _datum(
+                    "CPUUtilization", _between(25, 40, "ecs-cpu", *key), "Percent", minute, **dims
+                ),
+                _datum(
+                    "MemoryUtilization",
+                    _between(40, 55, "ecs-mem", *key),
+                    "Percent",
+                    minute,
+                    **dims,
+                ),
+            ]
+        return {ns: datums for ns, datums in data.items() if datums}
+
+    # -- background thread ------------------------------------------------------------------
+
+    def start(self) -> "WorkloadSimulator":
+        """Tick now (which backfills the last hour) and then every `tick_seconds`, in a thread."""
+        if self._thread is not None:
+            return self
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="workload-simulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop ticking; waits for a tick in progress (each AWS call fails fast)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            try:
+                sent = self.tick()
+                if any(sent.values()):
+                    log.debug("simulator published", datapoints=sent)
+            except Exception:  # the thread must outlive any surprise; the next tick retries
+                log.exception("simulator tick crashed")
+            if self._stop.wait(self.tick_seconds):
+                return
+
+
+def _alb(
+    inventory: Inventory, lb: LoadBalancer, minute: datetime, fault: str | None
+) -> list[Datum]:
+    """One ALB's minute: requests, 5xx and latency per ALB and per serving target group,
+    healthy hosts per target group.
+
+    A target group's hosts are the running tasks of the ECS services and the InService
+    instances of the Auto Scaling groups registered with it, so the count follows a compute
+    migration. Requests are shared among the target groups that have hosts; with none, the
+    ALB answers 503 itself (HTTPCode_ELB_5XX_Count) and no target metric is published.
+    """
+    env = inventory.environment
+    lb_dim = _resource_suffix(lb.arn, "loadbalancer")
+    requests = round(REQUESTS_PER_MINUTE * _between(0.95, 1.05, "requests", env, lb.arn, minute))
+    if fault == "5xx":
+        errors = round(requests * _between(0.18, 0.22, "5xx-fault", env, lb.arn, minute))
+    else:
+        errors = int(_between(0, 3, "5xx", env, lb.arn, minute))  # 0, 1 or 2
+    latency = (
+        FAULT_LATENCY_SECONDS
+        if fault == "latency"
+        else HEALTHY_LATENCY_SECONDS * _between(0.85, 1.15, "latency", env, lb.arn, minute)
+    )
+
+    hosts = {
+        tg.arn: sum(s.running for s in inventory.services if tg.arn in s.target_groups)
+        + sum(a.in_service for a in inventory.autoscaling_groups if tg.arn in a.target_groups)
+        for tg in lb.target_groups
+    }
+    serving = [tg for tg in lb.target_groups if hosts[tg.arn] > 0]
+
+    if not serving:
+        data = [
+            _datum("RequestCount", requests, "Count", minute, LoadBalancer=lb_dim),
+            _datum("HTTPCode_ELB_5XX_Count", requests, "Count", minute, LoadBalancer=lb_dim),
+        ]
+    else:
+        data = _request_metrics(requests, errors, latency, minute, LoadBalancer=lb_dim)
+        shares = zip(
+            serving, _split(requests, len(serving)), _split(errors, len(serving)), strict=True
+        )
+        for tg, tg_requests, tg_errors in shares:
+            data += _request_metrics(
+                tg_requests,
+                tg_errors,
+                latency,
+                minute,
+                TargetGroup=_resource_suffix(tg.arn, "targetgroup"),
+                LoadBalancer=lb_dim,
+            )
+    for tg in lb.target_groups:
+        healthy = 0 if fault == "unhealthy" else hosts[tg.arn]
+        dims = {"TargetGroup": _resource_suffix(tg.arn, "targetgroup"), "LoadBalancer": lb_dim}
+        data += [
+            _datum("HealthyHostCount", healthy, "Count", minute, **dims),
+            _datum("UnHealthyHostCount", hosts[tg.arn] - healthy, "Count", minute, **dims),
+        ]
+    return data
+
+
+def _request_metrics(
+    requests: int, errors: int, latency: float, minute: datetime, **dims: str
+) -> list[Datum]:
+    """RequestCount, HTTPCode_Target_5XX_Count and TargetResponseTime for one dimension set.
+
+    TargetResponseTime carries one sample per request, as on AWS, so its Average is the
+    latency and its SampleCount the request count.
+    """
+    data = [
+        _datum("RequestCount", requests, "Count", minute, **dims),
+        _datum("HTTPCode_Target_5XX_Count", errors, "Count", minute, **dims),
+    ]
+    if requests:
+        data.append(
+            {
+                "MetricName": "TargetResponseTime",
+                "Dimensions": _dims(**dims),
+                "Timestamp": minute,
+                "StatisticValues": {
+                    "SampleCount": requests,
+                    "Sum": requests * latency,
+                    "Minimum": latency * 0.4,
+                    "Maximum": latency * 2.5,
+                },
+                "Unit": "Seconds",
+            }
+        )
+    return data
