@@ -68,6 +68,8 @@ def write_environment(directory: Path, name: str, endpoint: str, **overrides: ob
         "tier": "dev",
         "aws": {"region": "us-east-1", "endpoint_url": endpoint},
         "discovery": {"tags": {"Environment": name}},
+        # Checkpoints per test: a Record left by another test must never be found.
+        "executor": {"result_storage": str(directory / "results"), "retry_delay_seconds": 0.1},
     }
     data.update(overrides)
     path = directory / f"{name}.yaml"
