@@ -5,6 +5,8 @@ what moto lacks and a migration needs is answered here, in AWS's own wire format
 
 - RDS DescribeOrderableDBInstanceOptions: moto returns nothing for any engine, which would
   make every resize look impossible; answered from `ORDERABLE_CLASSES`.
+- ElastiCache ListAllowedNodeTypeModifications: moto does not implement it (HTTP 500);
+  answered from `CACHE_NODE_MEMORY_GIB` and the group's current node type in moto.
 
 The call log records each request's service and action at the server, which is how tests
 prove that a re-run or a `plan` makes no mutating call. Read it with
@@ -13,6 +15,7 @@ GET /_phasegate/calls; clear it with DELETE /_phasegate/calls.
 
 import io
 import json
+import os
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -31,9 +34,19 @@ ORDERABLE_CLASSES = [
     f"db.{family}.{size}" for family in ("m5", "m6g", "m7g", "r6g") for size in ("large", "xlarge")
 ]
 
+# Node types the sandbox offers, with their memory (GiB) as AWS lists it. Like AWS, a type with
+# at least the current memory is a scale-up, one with less a scale-down; others are not offered.
+CACHE_NODE_MEMORY_GIB = {
+    "cache.t3.micro": 0.5, "cache.t4g.micro": 0.5, "cache.t3.small": 1.37,
+    "cache.t4g.small": 1.37, "cache.t3.medium": 3.09, "cache.t4g.medium": 3.09,
+    "cache.m5.large": 6.38, "cache.m6g.large": 6.38, "cache.m7g.large": 6.38,
+    "cache.r6g.large": 13.07, "cache.r7g.large": 13.07,
+}  # fmt: skip
+
 READ_ONLY_PREFIXES = ("Describe", "List", "Get", "BatchGet", "Search", "Lookup", "Head")
 
 _SERVICE_IN_AUTH = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
+_KEY_AND_REGION_IN_AUTH = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/")
 
 StartResponse = Callable[..., Any]
 
@@ -72,6 +85,52 @@ def _orderable_response(params: dict[str, list[str]]) -> bytes:
     ).encode()
 
 
+def _allowed_node_types_response(
+    environ: dict[str, Any], params: dict[str, list[str]]
+) -> tuple[str, bytes]:
+    """Status and body of ListAllowedNodeTypeModifications for a group or cluster in moto."""
+    from moto.elasticache.models import elasticache_backends
+    from moto.iam.models import get_account_id_from
+
+    match = _KEY_AND_REGION_IN_AUTH.search(environ.get("HTTP_AUTHORIZATION", ""))
+    key, region = match.groups() if match else ("", "us-east-1")
+    account = os.environ.get("MOTO_ACCOUNT_ID") or get_account_id_from(key)
+    backend = elasticache_backends[account][region]
+    group_id = params.get("ReplicationGroupId", [""])[0]
+    cluster_id = params.get("CacheClusterId", [""])[0]
+    resource = (
+        backend.replication_groups.get(group_id)
+        if group_id
+        else backend.cache_clusters.get(cluster_id)
+    )
+    xmlns = "http://elasticache.amazonaws.com/doc/2015-02-02/"
+    if resource is None:
+        code, what = (
+            ("ReplicationGroupNotFoundFault", f"Replication group {group_id}")
+            if group_id
+            else ("CacheClusterNotFound", f"Cache cluster {cluster_id}")
+        )
+        return "404 Not Found", (
+            f'<ErrorResponse xmlns="{xmlns}"><Error><Type>Sender</Type><Code>{code}</Code>'
+            f"<Message>{what} not found.</Message></Error>"
+            "<RequestId>phasegate-sandbox</RequestId></ErrorResponse>"
+        ).encode()
+    current = resource.cache_node_type
+    memory = CACHE_NODE_MEMORY_GIB.get(current)
+    others = [t for t in CACHE_NODE_MEMORY_GIB if t != current] if memory is not None else []
+    up = "".join(f"<member>{t}</member>" for t in others if CACHE_NODE_MEMORY_GIB[t] >= memory)
+    down = "".join(f"<member>{t}</member>" for t in others if CACHE_NODE_MEMORY_GIB[t] < memory)
+    return "200 OK", (
+        f'<ListAllowedNodeTypeModificationsResponse xmlns="{xmlns}">'
+        "<ListAllowedNodeTypeModificationsResult>"
+        f"<ScaleUpModifications>{up}</ScaleUpModifications>"
+        f"<ScaleDownModifications>{down}</ScaleDownModifications>"
+        "</ListAllowedNodeTypeModificationsResult>"
+        "<ResponseMetadata><RequestId>phasegate-sandbox</RequestId></ResponseMetadata>"
+        "</ListAllowedNodeTypeModificationsResponse>"
+    ).encode()
+
+
 class SandboxApp:
     """WSGI middleware around moto's dispatcher: fills gaps and logs every call."""
 
@@ -92,6 +151,12 @@ class SandboxApp:
             body = _orderable_response(params)
             start_response(
                 "200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))]
+            )
+            return [body]
+        if service == "elasticache" and action == "ListAllowedNodeTypeModifications":
+            status, body = _allowed_node_types_response(environ, params)
+            start_response(
+                status, [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))]
             )
             return [body]
         return self.moto(environ, start_response)
