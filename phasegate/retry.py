@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
+from botocore.parsers import ResponseParserError
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -46,8 +47,12 @@ _RESOURCE_KEYS = (
 
 
 def is_transient(error: BaseException) -> bool:
-    """True for throttling, 5xx and connection trouble; False for everything a retry won't fix."""
-    if isinstance(error, ConnectionError | ReadTimeoutError):
+    """True for throttling, 5xx and connection trouble; False for everything a retry won't fix.
+
+    A 5xx page that is not AWS's XML/JSON (a gateway's or proxy's `<!DOCTYPE html>` page)
+    reaches us as ResponseParserError, which botocore itself never retries.
+    """
+    if isinstance(error, ConnectionError | ReadTimeoutError | ResponseParserError):
         return True
     if not isinstance(error, ClientError):
         return False
@@ -63,6 +68,28 @@ def resource_of(params: dict[str, Any]) -> str:
             value = params[key]
             return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
     return "(no resource named)"
+
+
+class AwsCallClientError(AwsCallError, ClientError):
+    """The AwsCallError a permanent ClientError becomes, still a ClientError with its `.response`.
+
+    botocore's waiters catch ClientError to match error acceptors (DBInstanceNotFound is the
+    success of `db_instance_deleted`, NatGatewayNotFound of `nat_gateway_deleted`), and callers
+    may check `.response["Error"]["Code"]`; both keep working under the policy.
+    """
+
+    def __init__(
+        self, operation: str, resource: str, code: str, message: str, response: Any
+    ) -> None:
+        # The bases' __init__ chains do not compose (ClientError wants the response), so the
+        # fields of both are set here, with AwsCallError's message.
+        Exception.__init__(self, f"{operation} on {resource} failed: {code}: {message}")
+        self.operation, self.resource, self.code = operation, resource, code
+        self.response, self.operation_name = response, operation
+        self._message = message
+
+    def __reduce__(self) -> Any:
+        return type(self), (self.operation, self.resource, self.code, self._message, self.response)
 
 
 class RetryPolicy:
@@ -96,9 +123,10 @@ class RetryPolicy:
             if is_transient(exc):
                 raise
             error = exc.response.get("Error", {})
-            raise AwsCallError(
+            raise AwsCallClientError(
                 operation,
                 resource_of(params),
                 error.get("Code", "Unknown"),
                 error.get("Message", str(exc)),
+                exc.response,
             ) from exc

@@ -28,7 +28,7 @@ def wait_until(
     `what` names the resource and the awaited state, e.g. "RDS acme-db available".
     """
     deadline = time.monotonic() + timeout
-    delay = first_delay
+    delay = min(first_delay, max_delay)
     last: T | None = None
     while True:
         last = probe()
