@@ -16,6 +16,7 @@ from phasegate.checkpoints import checkpoint_storage
 from phasegate.config import load_environment
 from phasegate.cost import load_price_table, price_inventory
 from phasegate.errors import PhasegateError
+from phasegate.gates import GateFailed, GateRound, HealthGate, gate_table
 from phasegate.inventory import discover
 from phasegate.logs import configure
 from phasegate.render import cost_table, inventory_table, plan_table, records_table
@@ -78,6 +79,31 @@ def cost(env: EnvArg, as_json: JsonOpt = False) -> None:
         console.print_json(report.model_dump_json())
     else:
         console.print(cost_table(report))
+
+
+@app.command()
+@reports_errors
+def gate(env: EnvArg, as_json: JsonOpt = False) -> None:
+    """Run ENV's health gate now (count rounds, interval apart); exit 1 if it fails."""
+    config = load_environment(env)
+    count = config.gates.count
+
+    def progress(r: GateRound) -> None:
+        err_console.print(
+            f"round {r.number}/{count}: {len(r.checks) - r.failures - r.inconclusives} pass, "
+            f"{r.failures} fail, {r.inconclusives} inconclusive",
+            highlight=False,
+        )
+
+    result = HealthGate(config, on_round=progress).evaluate()
+    if as_json:
+        console.print_json(result.model_dump_json())
+    else:
+        console.print(gate_table(result))
+        if result.passed:  # a failure's reason is the error line below
+            console.print(f"passed: {result.reason}", highlight=False, soft_wrap=True)
+    if not result.passed:
+        raise GateFailed.from_result(result)
 
 
 PhaseOpt = Annotated[int | None, typer.Option("--phase", min=1, max=3, help="Phase 1, 2 or 3")]

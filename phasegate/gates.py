@@ -1,0 +1,833 @@
+"""Health gates: checks evaluated every interval for count rounds, in the Argo Rollouts style.
+
+A gate discovers the environment once, then runs a round of checks every `interval_seconds`,
+`count` times. Each check is one question about one resource (the 5xx ratio of one ALB, the
+CPU of one database) and each round gives it one measurement: pass, fail or inconclusive.
+
+Metrics come from CloudWatch on AWS's own namespaces, metric names and dimensions, read with
+ONE GetMetricData call per round (period 60 s, window = the last `lookback_minutes`); status
+comes from the services' describe calls; alarms from DescribeAlarms.
+
+**No data is inconclusive, never a pass.** A metric with no datapoint in the window, a request
+count of zero (a ratio of nothing), or a CloudWatch error all make the check inconclusive.
+
+Deciding the gate, as Argo Rollouts does per metric of an AnalysisTemplate: every check keeps
+its own count of failed and of inconclusive measurements. The gate fails as soon as one check
+has more failures than `failure_limit` or more inconclusives than `inconclusive_limit` (then
+no further round runs). Otherwise it passes after `count` rounds, but only if every check
+passed at least once: a check that was never conclusive cannot let a gate pass, whatever the
+limits say. The limits are per check so that a larger environment (more resources, so more
+checks) is not judged more harshly than a small one.
+
+This module knows nothing of Prefect: tasks/gates.py wraps it in a task that logs each check
+and publishes `render_markdown(result)` as an artifact; `phasegate gate` runs it directly.
+"""
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, Field, computed_field
+from rich.table import Table
+
+from phasegate.aws import AwsClients
+from phasegate.config import EnvironmentConfig
+from phasegate.errors import PhasegateError
+from phasegate.inventory import Inventory, LoadBalancer, TargetGroup, discover
+
+Status = Literal["pass", "fail", "inconclusive"]
+
+PERIOD_SECONDS = 60
+# AWS accepts at most 500 queries in one GetMetricData call; an environment needs about ten.
+MAX_QUERIES_PER_CALL = 500
+
+_AWS_ERRORS = (PhasegateError, ClientError, BotoCoreError)
+
+
+class GateFailed(PhasegateError):
+    """A health gate failed: the environment is not healthy enough to go on; exit code 1."""
+
+    exit_code = 1
+
+    @classmethod
+    def from_result(cls, result: "GateResult") -> "GateFailed":
+        return cls(f"health gate of {result.environment} failed: {result.reason}")
+
+
+class CheckResult(BaseModel):
+    """One measurement: one check of one resource in one round."""
+
+    name: str = Field(description="e.g. 'alb-5xx-ratio', 'rds-cpu', 'alarms'")
+    resource: str = Field(description="what was checked: an ALB, a target group, a database...")
+    status: Status
+    value: float | str | None = Field(default=None, description="None when there was no data")
+    threshold: str = Field(description="the condition a pass needs, e.g. '<= 0.01'")
+    detail: str = ""
+
+
+class GateRound(BaseModel):
+    """Every check once, at `at`."""
+
+    number: int
+    at: datetime
+    checks: list[CheckResult]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def failures(self) -> int:
+        return sum(1 for c in self.checks if c.status == "fail")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def inconclusives(self) -> int:
+        return sum(1 for c in self.checks if c.status == "inconclusive")
+
+
+class GateResult(BaseModel):
+    """The verdict of one gate, with every round it ran and why it decided so.
+
+    `failures` and `inconclusives` are totals over every check and round, for the report; the
+    verdict compares each check's own counts with the limits (see the module docstring).
+    """
+
+    environment: str
+    verdict: Literal["pass", "fail"]
+    rounds: list[GateRound]
+    failures: int
+    inconclusives: int
+    reason: str
+    count: int = Field(description="the rounds configured; fewer ran if the gate failed early")
+    started_at: datetime
+    finished_at: datetime
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One CloudWatch metric and statistic, as GetMetricData names it."""
+
+    namespace: str
+    name: str
+    dimensions: tuple[tuple[str, str], ...]
+    stat: str
+
+    def query(self, query_id: str) -> dict[str, Any]:
+        return {
+            "Id": query_id,
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": self.namespace,
+                    "MetricName": self.name,
+                    "Dimensions": [{"Name": k, "Value": v} for k, v in self.dimensions],
+                },
+                "Period": PERIOD_SECONDS,
+                "Stat": self.stat,
+            },
+            "ReturnData": True,
+        }
+
+
+Series = list[tuple[datetime, float]]
+
+
+@dataclass
+class MetricData:
+    """What one round's GetMetricData returned: datapoints per metric, or why there are none."""
+
+    series: dict[Metric, Series]
+    errors: dict[Metric, str]
+
+    def get(self, metric: Metric) -> Series:
+        return self.series.get(metric, [])
+
+    def why_empty(self, metric: Metric, lookback_minutes: int) -> str:
+        if metric in self.errors:
+            return self.errors[metric]
+        return f"no {metric.namespace} {metric.name} datapoints in the last {lookback_minutes} min"
+
+
+def load_balancer_dimension(arn: str) -> str:
+    """'app/NAME/ID', the LoadBalancer dimension, from '...:loadbalancer/app/NAME/ID'."""
+    return arn.split(":loadbalancer/", 1)[1]
+
+
+def target_group_dimension(arn: str) -> str:
+    """'targetgroup/NAME/ID', the TargetGroup dimension, from '...:targetgroup/NAME/ID'."""
+    return "targetgroup/" + arn.split(":targetgroup/", 1)[1]
+
+
+def _alb(name: str, lb_dim: str, stat: str, **extra: str) -> Metric:
+    return Metric("AWS/ApplicationELB", name, (*extra.items(), ("LoadBalancer", lb_dim)), stat)
+
+
+def _weighted_mean(values: Series, weights: Series) -> float:
+    """Mean of per-minute averages, weighted by that minute's request count where known."""
+    by_time = dict(weights)
+    pairs = [(v, by_time.get(t)) for t, v in values]
+    if all(w is not None and w > 0 for _, w in pairs):
+        total = sum(w for _, w in pairs if w is not None)
+        return sum(v * w for v, w in pairs if w is not None) / total
+    return sum(v for v, _ in pairs) / len(pairs)
+
+
+def _is_not_found(exc: BaseException) -> bool:
+    code = getattr(exc, "code", None) or getattr(exc, "response", {}).get("Error", {}).get(
+        "Code", ""
+    )
+    return "NotFound" in str(code)
+
+
+def _tags(items: Iterable[dict[str, str]] | None) -> dict[str, str]:
+    return {t.get("Key", ""): t.get("Value", "") for t in items or []}
+
+
+@dataclass
+class _Tally:
+    passes: int = 0
+    failures: int = 0
+    inconclusives: int = 0
+    last_failure: CheckResult | None = None
+    last_inconclusive: CheckResult | None = None
+
+
+RoundCallback = Callable[[GateRound], None]
+
+
+class HealthGate:
+    """The health gate of one environment, configured by its `gates` section."""
+
+    def __init__(
+        self,
+        config: EnvironmentConfig,
+        clients: AwsClients | None = None,
+        *,
+        on_round: RoundCallback | None = None,
+    ) -> None:
+        self.config = config
+        self.gates = config.gates
+        self.clients = clients or AwsClients(config.aws)
+        self.on_round = on_round
+
+    # -- the gate ---------------------------------------------------------------------------
+
+    def evaluate(
+        self, now: datetime | None = None, sleep: Callable[[float], Any] = time.sleep
+    ) -> GateResult:
+        """Discover, then run up to `count` rounds `interval_seconds` apart; the verdict.
+
+        `now` pins the clock for tests: round N reads the window ending at
+        now + (N-1) * interval. Without it each round reads up to the wall-clock time.
+        """
+        started = datetime.now(UTC)
+        inventory = discover(self.config, self.clients)
+        serving = self._serving_target_groups(inventory)
+        interval = self.gates.interval_seconds
+        base = _utc(now) if now is not None else None
+        tallies: dict[tuple[str, str], _Tally] = {}
+        rounds: list[GateRound] = []
+        breaches: list[str] = []
+        for number in range(1, self.gates.count + 1):
+            at = (
+                base + timedelta(seconds=interval * (number - 1))
+                if base is not None
+                else datetime.now(UTC)
+            )
+            current = GateRound(number=number, at=at, checks=self.measure(inventory, serving, at))
+            rounds.append(current)
+            if self.on_round is not None:
+                self.on_round(current)
+            for check in current.checks:
+                tally = tallies.setdefault((check.name, check.resource), _Tally())
+                if check.status == "pass":
+                    tally.passes += 1
+                elif check.status == "fail":
+                    tally.failures += 1
+                    tally.last_failure = check
+                else:
+                    tally.inconclusives += 1
+                    tally.last_inconclusive = check
+            breaches = self._breaches(tallies)
+            if breaches:
+                break
+            if number < self.gates.count:
+                sleep(interval)
+
+        if breaches:
+            verdict, reason = "fail", "; ".join(breaches)
+        elif not tallies:
+            verdict, reason = "fail", "there was nothing to check"
+        elif never := [key for key, t in tallies.items() if t.passes == 0]:
+            verdict = "fail"
+            reason = "; ".join(
+                f"{name} on {resource} never passed in {len(rounds)} round(s) "
+                f"(an inconclusive check is never a pass)"
+                for name, resource in never
+            )
+        else:
+            verdict = "pass"
+            tolerated = sum(t.failures + t.inconclusives for t in tallies.values())
+            reason = f"{len(tallies)} checks passed over {len(rounds)} round(s)" + (
+                f", {tolerated} failed or inconclusive measurement(s) within the limits"
+                if tolerated
+                else ""
+            )
+        return GateResult(
+            environment=self.config.name,
+            verdict=verdict,
+            rounds=rounds,
+            failures=sum(t.failures for t in tallies.values()),
+            inconclusives=sum(t.inconclusives for t in tallies.values()),
+            reason=reason,
+            count=self.gates.count,
+            started_at=started,
+            finished_at=datetime.now(UTC),
+        )
+
+    def _breaches(self, tallies: dict[tuple[str, str], _Tally]) -> list[str]:
+        """A sentence per check over a limit, failures first; empty while the gate may go on."""
+        failed, inconclusive = [], []
+        for (name, resource), t in tallies.items():
+            if t.failures > self.gates.failure_limit and (last := t.last_failure):
+                detail = f"; {last.detail}" if last.detail else ""
+                failed.append(
+                    f"{name} on {resource} failed {t.failures} time(s), above failure_limit "
+                    f"{self.gates.failure_limit} ({_fmt(last.value)} vs {last.threshold}{detail})"
+                )
+            if t.inconclusives > self.gates.inconclusive_limit and (last := t.last_inconclusive):
+                inconclusive.append(
+                    f"{name} on {resource} was inconclusive {t.inconclusives} time(s), above "
+                    f"inconclusive_limit {self.gates.inconclusive_limit}; {last.detail}"
+                )
+        return failed + inconclusive
+
+    # -- one round --------------------------------------------------------------------------
+
+    def measure(
+        self, inventory: Inventory, serving: dict[str, list[TargetGroup]], at: datetime
+    ) -> list[CheckResult]:
+        """Every check once, with the window ending at `at`."""
+        metrics = self._metrics(inventory, serving)
+        data = self.fetch(metrics, at)
+        checks: list[CheckResult] = []
+        for lb in inventory.load_balancers:
+            checks += self._load_balancer_checks(lb, serving[lb.arn], data)
+        checks += self._compute_checks(inventory)
+        for db in inventory.databases:
+            checks += self._database_checks(db.identifier, data)
+        for cache in inventory.caches:
+            checks += self._cache_checks(cache.id, cache.member_clusters, data)
+        if not checks:
+            checks.append(
+                CheckResult(
+                    name="discovery",
+                    resource=self.config.name,
+                    status="inconclusive",
+                    threshold="resources found",
+                    detail=f"nothing carries the discovery tags {self.config.discovery.tags}",
+                )
+            )
+        checks.append(self._alarm_check())
+        return checks
+
+    def _metrics(self, inventory: Inventory, serving: dict[str, list[TargetGroup]]) -> list[Metric]:
+        """Every metric this round reads, each once."""
+        metrics: list[Metric] = []
+        for lb in inventory.load_balancers:
+            dim = load_balancer_dimension(lb.arn)
+            metrics += [
+                _alb("RequestCount", dim, "Sum"),
+                _alb("HTTPCode_Target_5XX_Count", dim, "Sum"),
+                _alb("TargetResponseTime", dim, "Average"),
+            ]
+            for tg in serving[lb.arn]:
+                metrics.append(
+                    _alb(
+                        "HealthyHostCount",
+                        dim,
+                        "Minimum",
+                        TargetGroup=target_group_dimension(tg.arn),
+                    )
+                )
+        for db in inventory.databases:
+            metrics.append(
+                Metric(
+                    "AWS/RDS",
+                    "CPUUtilization",
+                    (("DBInstanceIdentifier", db.identifier),),
+                    "Average",
+                )
+            )
+        for cache in inventory.caches:
+            for member in cache.member_clusters:
+                metrics.append(
+                    Metric(
+                        "AWS/ElastiCache",
+                        "CPUUtilization",
+                        (("CacheClusterId", member),),
+                        "Average",
+                    )
+                )
+        return list(dict.fromkeys(metrics))
+
+    def fetch(self, metrics: list[Metric], at: datetime) -> MetricData:
+        """Datapoints of `metrics` in the lookback window ending at `at`: one GetMetricData call
+        (more only past 500 queries or when CloudWatch pages its answer)."""
+        data = MetricData(series={m: [] for m in metrics}, errors={})
+        start = at - timedelta(minutes=self.gates.lookback_minutes)
+        cloudwatch = self.clients.cloudwatch
+        for offset in range(0, len(metrics), MAX_QUERIES_PER_CALL):
+            chunk = metrics[offset : offset + MAX_QUERIES_PER_CALL]
+            queries = [m.query(f"m{offset + i}") for i, m in enumerate(chunk)]
+            token: str | None = None
+            try:
+                while True:
+                    params: dict[str, Any] = {
+                        "MetricDataQueries": queries,
+                        "StartTime": start,
+                        "EndTime": at,
+                        "ScanBy": "TimestampAscending",
+                    }
+                    if token:
+                        params["NextToken"] = token
+                    response = cloudwatch.get_metric_data(**params)
+                    for result in response["MetricDataResults"]:
+                        metric = metrics[int(result["Id"][1:])]
+                        status = result.get("StatusCode", "Complete")
+                        if status not in ("Complete", "PartialData"):
+                            messages = "; ".join(
+                                m.get("Value", "") for m in result.get("Messages", [])
+                            )
+                            data.errors[metric] = f"CloudWatch answered {status} {messages}".strip()
+                            continue
+                        data.series[metric] += zip(
+                            result.get("Timestamps", []), result.get("Values", []), strict=False
+                        )
+                    token = response.get("NextToken")
+                    if not token:
+                        break
+            except _AWS_ERRORS as exc:
+                for metric in chunk:
+                    data.errors[metric] = f"GetMetricData failed: {exc}"
+        return data
+
+    # -- the checks -------------------------------------------------------------------------
+
+    def _serving_target_groups(self, inventory: Inventory) -> dict[str, list[TargetGroup]]:
+        """Per ALB, the target groups whose healthy hosts are checked.
+
+        A target group counts when compute is meant to sit in it (an ECS service or an Auto
+        Scaling group with desired > 0) or it has registered targets. An ALB with no such
+        group has nothing behind it: all its groups are checked, so the gate sees it.
+        """
+        compute = [*inventory.services, *inventory.autoscaling_groups]
+        wanted = {arn for c in compute if c.desired > 0 for arn in c.target_groups}
+        serving: dict[str, list[TargetGroup]] = {}
+        for lb in inventory.load_balancers:
+            groups = [tg for tg in lb.target_groups if tg.arn in wanted or self._has_targets(tg)]
+            serving[lb.arn] = groups or list(lb.target_groups)
+        return serving
+
+    def _has_targets(self, tg: TargetGroup) -> bool:
+        try:
+            health = self.clients.elbv2.describe_target_health(TargetGroupArn=tg.arn)
+        except _AWS_ERRORS:
+            return False
+        return bool(health.get("TargetHealthDescriptions"))
+
+    def _load_balancer_checks(
+        self, lb: LoadBalancer, serving: list[TargetGroup], data: MetricData
+    ) -> list[CheckResult]:
+        g = self.gates
+        dim = load_balancer_dimension(lb.arn)
+        requests_metric = _alb("RequestCount", dim, "Sum")
+        errors_metric = _alb("HTTPCode_Target_5XX_Count", dim, "Sum")
+        latency_metric = _alb("TargetResponseTime", dim, "Average")
+        requests = data.get(requests_metric)
+        checks = []
+
+        ratio_threshold = f"<= {g.max_5xx_ratio:g}"
+        total = sum(v for _, v in requests)
+        if not requests:
+            checks.append(
+                _inconclusive(
+                    "alb-5xx-ratio",
+                    lb.name,
+                    ratio_threshold,
+                    data.why_empty(requests_metric, g.lookback_minutes),
+                )
+            )
+        elif total <= 0:
+            checks.append(
+                _inconclusive(
+                    "alb-5xx-ratio",
+                    lb.name,
+                    ratio_threshold,
+                    "no requests in the window, so there is no 5xx ratio to judge",
+                )
+            )
+        elif errors_metric in data.errors:
+            checks.append(
+                _inconclusive("alb-5xx-ratio", lb.name, ratio_threshold, data.errors[errors_metric])
+            )
+        else:
+            # AWS publishes HTTPCode_Target_5XX_Count only for periods that had a 5xx: a
+            # healthy ALB has RequestCount datapoints and no 5xx ones. So with requests
+            # present, a missing 5xx series means zero errors, not missing data; missing
+            # RequestCount, by contrast, means we know nothing and stays inconclusive above.
+            errors = sum(v for _, v in data.get(errors_metric))
+            ratio = errors / total
+            checks.append(
+                CheckResult(
+                    name="alb-5xx-ratio",
+                    resource=lb.name,
+                    status="pass" if ratio <= g.max_5xx_ratio else "fail",
+                    value=round(ratio, 6),
+                    threshold=ratio_threshold,
+                    detail=f"{errors:.0f} of {total:.0f} requests answered 5xx by the targets",
+                )
+            )
+
+        latency_threshold = f"<= {g.max_response_time_seconds:g} s"
+        latencies = data.get(latency_metric)
+        if not latencies:
+            checks.append(
+                _inconclusive(
+                    "alb-response-time",
+                    lb.name,
+                    latency_threshold,
+                    data.why_empty(latency_metric, g.lookback_minutes),
+                )
+            )
+        else:
+            average = _weighted_mean(latencies, requests)
+            checks.append(
+                CheckResult(
+                    name="alb-response-time",
+                    resource=lb.name,
+                    status="pass" if average <= g.max_response_time_seconds else "fail",
+                    value=round(average, 4),
+                    threshold=latency_threshold,
+                    detail=f"TargetResponseTime Average over {len(latencies)} min",
+                )
+            )
+
+        for tg in serving:
+            metric = _alb(
+                "HealthyHostCount", dim, "Minimum", TargetGroup=target_group_dimension(tg.arn)
+            )
+            hosts = data.get(metric)
+            threshold = f">= {g.min_healthy_hosts}"
+            if not hosts:
+                checks.append(
+                    _inconclusive(
+                        "healthy-hosts",
+                        tg.name,
+                        threshold,
+                        data.why_empty(metric, g.lookback_minutes),
+                    )
+                )
+                continue
+            lowest = min(v for _, v in hosts)
+            checks.append(
+                CheckResult(
+                    name="healthy-hosts",
+                    resource=tg.name,
+                    status="pass" if lowest >= g.min_healthy_hosts else "fail",
+                    value=lowest,
+                    threshold=threshold,
+                    detail=f"lowest HealthyHostCount behind {lb.name} in {len(hosts)} min",
+                )
+            )
+        return checks
+
+    def _compute_checks(self, inventory: Inventory) -> list[CheckResult]:
+        """ECS running == desired per service, InService == desired per Auto Scaling group."""
+        checks = []
+        by_cluster: dict[str, list[str]] = {}
+        for svc in inventory.services:
+            by_cluster.setdefault(svc.cluster, []).append(svc.name)
+        for cluster, names in by_cluster.items():
+            for i in range(0, len(names), 10):
+                batch = names[i : i + 10]
+                try:
+                    response = self.clients.ecs.describe_services(cluster=cluster, services=batch)
+                except _AWS_ERRORS as exc:
+                    checks += [
+                        _inconclusive(
+                            "ecs-running", f"{cluster}/{n}", "== desired", f"describe failed: {exc}"
+                        )
+                        for n in batch
+                    ]
+                    continue
+                found = {s["serviceName"]: s for s in response.get("services", [])}
+                for name in batch:
+                    resource = f"{cluster}/{name}"
+                    svc = found.get(name)
+                    if svc is None or svc.get("status") != "ACTIVE":
+                        checks.append(
+                            CheckResult(
+                                name="ecs-running",
+                                resource=resource,
+                                status="fail",
+                                value=(svc or {}).get("status", "missing"),
+                                threshold="== desired",
+                                detail="the service is gone or no longer ACTIVE",
+                            )
+                        )
+                        continue
+                    desired, running = svc["desiredCount"], svc["runningCount"]
+                    if desired == 0:
+                        continue  # scaled to zero on purpose (e.g. replaced by an ASG)
+                    checks.append(
+                        CheckResult(
+                            name="ecs-running",
+                            resource=resource,
+                            status="pass" if running == desired else "fail",
+                            value=running,
+                            threshold=f"== desired ({desired})",
+                            detail=f"{running} of {desired} tasks running",
+                        )
+                    )
+        names = [a.name for a in inventory.autoscaling_groups]
+        for i in range(0, len(names), 50):
+            batch = names[i : i + 50]
+            try:
+                groups = self.clients.autoscaling.describe_auto_scaling_groups(
+                    AutoScalingGroupNames=batch
+                )["AutoScalingGroups"]
+            except _AWS_ERRORS as exc:
+                checks += [
+                    _inconclusive("asg-in-service", n, "== desired", f"describe failed: {exc}")
+                    for n in batch
+                ]
+                continue
+            found = {g["AutoScalingGroupName"]: g for g in groups}
+            for name in batch:
+                group = found.get(name)
+                if group is None:
+                    checks.append(
+                        CheckResult(
+                            name="asg-in-service",
+                            resource=name,
+                            status="fail",
+                            value="missing",
+                            threshold="== desired",
+                            detail="the Auto Scaling group is gone",
+                        )
+                    )
+                    continue
+                desired = group["DesiredCapacity"]
+                if desired == 0:
+                    continue
+                in_service = sum(
+                    1 for i in group.get("Instances", []) if i["LifecycleState"] == "InService"
+                )
+                checks.append(
+                    CheckResult(
+                        name="asg-in-service",
+                        resource=name,
+                        status="pass" if in_service == desired else "fail",
+                        value=in_service,
+                        threshold=f"== desired ({desired})",
+                        detail=f"{in_service} of {desired} instances InService",
+                    )
+                )
+        return checks
+
+    def _database_checks(self, identifier: str, data: MetricData) -> list[CheckResult]:
+        checks = []
+        try:
+            db = self.clients.rds.describe_db_instances(DBInstanceIdentifier=identifier)[
+                "DBInstances"
+            ][0]
+            status = db["DBInstanceStatus"]
+            checks.append(
+                CheckResult(
+                    name="rds-status",
+                    resource=identifier,
+                    status="pass" if status == "available" else "fail",
+                    value=status,
+                    threshold="== available",
+                )
+            )
+        except _AWS_ERRORS as exc:
+            checks.append(_describe_failed("rds-status", identifier, exc))
+        metric = Metric(
+            "AWS/RDS", "CPUUtilization", (("DBInstanceIdentifier", identifier),), "Average"
+        )
+        checks.append(self._cpu_check("rds-cpu", identifier, metric, data))
+        return checks
+
+    def _cache_checks(
+        self, group_id: str, members: list[str], data: MetricData
+    ) -> list[CheckResult]:
+        checks = []
+        try:
+            group = self.clients.elasticache.describe_replication_groups(
+                ReplicationGroupId=group_id
+            )["ReplicationGroups"][0]
+            status = group["Status"]
+            checks.append(
+                CheckResult(
+                    name="redis-status",
+                    resource=group_id,
+                    status="pass" if status == "available" else "fail",
+                    value=status,
+                    threshold="== available",
+                )
+            )
+        except _AWS_ERRORS as exc:
+            checks.append(_describe_failed("redis-status", group_id, exc))
+        for member in members:
+            metric = Metric(
+                "AWS/ElastiCache", "CPUUtilization", (("CacheClusterId", member),), "Average"
+            )
+            checks.append(self._cpu_check("redis-cpu", member, metric, data))
+        return checks
+
+    def _cpu_check(self, name: str, resource: str, metric: Metric, data: MetricData) -> CheckResult:
+        limit = self.gates.max_cpu_percent
+        threshold = f"<= {limit:g} %"
+        points = data.get(metric)
+        if not points:
+            return _inconclusive(
+                name, resource, threshold, data.why_empty(metric, self.gates.lookback_minutes)
+            )
+        average = sum(v for _, v in points) / len(points)
+        return CheckResult(
+            name=name,
+            resource=resource,
+            status="pass" if average <= limit else "fail",
+            value=round(average, 2),
+            threshold=threshold,
+            detail=f"CPUUtilization Average over {len(points)} min",
+        )
+
+    def _alarm_check(self) -> CheckResult:
+        """No alarm of the environment in ALARM: named '<env>-...' or carrying its tags."""
+        env = self.config.name
+        threshold = "none in ALARM"
+        cloudwatch = self.clients.cloudwatch
+        try:
+            alarms: list[dict[str, Any]] = []
+            for page in cloudwatch.get_paginator("describe_alarms").paginate(
+                StateValue="ALARM", AlarmTypes=["MetricAlarm", "CompositeAlarm"]
+            ):
+                alarms += page.get("MetricAlarms", []) + page.get("CompositeAlarms", [])
+            ours = []
+            for alarm in alarms:
+                name = alarm["AlarmName"]
+                if name.startswith(f"{env}-"):
+                    ours.append(name)
+                    continue
+                tags = _tags(
+                    cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"]).get("Tags")
+                )
+                if all(tags.get(k) == v for k, v in self.config.discovery.tags.items()):
+                    ours.append(name)
+        except _AWS_ERRORS as exc:
+            return _inconclusive("alarms", env, threshold, f"DescribeAlarms failed: {exc}")
+        return CheckResult(
+            name="alarms",
+            resource=env,
+            status="fail" if ours else "pass",
+            value=len(ours),
+            threshold=threshold,
+            detail=f"in ALARM: {', '.join(sorted(ours))}" if ours else "",
+        )
+
+
+def _inconclusive(name: str, resource: str, threshold: str, detail: str) -> CheckResult:
+    return CheckResult(
+        name=name, resource=resource, status="inconclusive", threshold=threshold, detail=detail
+    )
+
+
+def _describe_failed(name: str, resource: str, exc: BaseException) -> CheckResult:
+    """A resource that discovery found and is now gone fails; any other error is unknown."""
+    if _is_not_found(exc):
+        return CheckResult(
+            name=name,
+            resource=resource,
+            status="fail",
+            value="missing",
+            threshold="== available",
+            detail=str(exc),
+        )
+    return _inconclusive(name, resource, "== available", f"describe failed: {exc}")
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _fmt(value: float | str | None) -> str:
+    if value is None:
+        return "no data"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+# -- rendering ------------------------------------------------------------------------------
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(result: GateResult) -> str:
+    """The gate as Markdown: verdict and reason, then a table per round."""
+    lines = [
+        f"# Health gate of `{result.environment}`: **{result.verdict.upper()}**",
+        "",
+        _cell(result.reason),
+        "",
+        f"{len(result.rounds)} of {result.count} round(s) ran; "
+        f"{result.failures} failed and {result.inconclusives} inconclusive measurement(s). "
+        "No data is inconclusive, never a pass.",
+    ]
+    for r in result.rounds:
+        lines += [
+            "",
+            f"## Round {r.number} ({r.at.strftime('%Y-%m-%d %H:%M:%S')} UTC)",
+            "",
+            "| check | resource | status | value | threshold | detail |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {c.name} | {_cell(c.resource)} | {c.status} | {_cell(_fmt(c.value))} "
+            f"| {_cell(c.threshold)} | {_cell(c.detail)} |"
+            for c in r.checks
+        ]
+    return "\n".join(lines) + "\n"
+
+
+_STATUS_STYLE = {"pass": "green", "fail": "bold red", "inconclusive": "yellow"}
+
+
+def gate_table(result: GateResult) -> Table:
+    """The gate as a rich table for the CLI: a row per check per round."""
+    verdict = "[green]PASS[/green]" if result.passed else "[bold red]FAIL[/bold red]"
+    table = Table(title=f"Health gate of {result.environment}: {verdict}", title_justify="left")
+    for column in ("Round", "Check", "Resource", "Status", "Value", "Threshold", "Detail"):
+        table.add_column(column, justify="right" if column in ("Round", "Value") else "left")
+    for r in result.rounds:
+        for c in r.checks:
+            style = _STATUS_STYLE[c.status]
+            table.add_row(
+                str(r.number),
+                c.name,
+                c.resource,
+                f"[{style}]{c.status}[/{style}]",
+                _fmt(c.value),
+                c.threshold,
+                c.detail,
+            )
+    return table
