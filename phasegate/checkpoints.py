@@ -15,6 +15,7 @@ from pathlib import Path
 
 from prefect.filesystems import LocalFileSystem
 from prefect.results import ResultStore
+from prefect.serializers import JSONSerializer
 from prefect.settings import (
     PREFECT_RESULTS_LOCAL_STORAGE_PATH,
     PREFECT_RESULTS_PERSIST_BY_DEFAULT,
@@ -61,7 +62,7 @@ class Checkpoints:
         self.config = config
         self.path = storage_path(config)
         self.store = ResultStore(
-            result_storage=LocalFileSystem(basepath=str(self.path)), serializer="json"
+            result_storage=LocalFileSystem(basepath=str(self.path)), serializer=JSONSerializer()
         )
 
     def _prefix(self, phase: int, step: str) -> str:
