@@ -370,20 +370,14 @@ def test_cli_gate_exit_codes(seeded: EnvironmentConfig, sandbox: str, tmp_path: 
 
 # -- the sandbox's own workload simulator ---------------------------------------------------
 
-SIMULATOR_TG_DIMENSION = pytest.mark.xfail(
-    strict=True,
-    reason="phasegate/sandbox/simulator.py publishes TargetGroup=NAME/ID; AWS's dimension is "
-    "targetgroup/NAME/ID, so the gate finds no HealthyHostCount. Remove this marker once fixed.",
-)
-
 
 @pytest.mark.parametrize(
     ("fault", "verdict", "check", "status"),
     [
-        pytest.param(None, "pass", "healthy-hosts", "pass", marks=SIMULATOR_TG_DIMENSION),
+        (None, "pass", "healthy-hosts", "pass"),
         ("5xx", "fail", "alb-5xx-ratio", "fail"),
         ("latency", "fail", "alb-response-time", "fail"),
-        pytest.param("unhealthy", "fail", "healthy-hosts", "fail", marks=SIMULATOR_TG_DIMENSION),
+        ("unhealthy", "fail", "healthy-hosts", "fail"),
         ("nodata", "fail", "alb-5xx-ratio", "inconclusive"),
     ],
 )

@@ -43,7 +43,7 @@ class Metrics:
         self.inventory: Inventory = discover(config)
         lb = self.inventory.load_balancers[0]
         self.lb = lb.arn.split(":loadbalancer/", 1)[1]
-        self.tg = lb.target_groups[0].arn.split(":targetgroup/", 1)[1]
+        self.tg = lb.target_groups[0].arn.split(":", 5)[5]  # targetgroup/NAME/ID, as AWS has it
 
     def series(
         self,

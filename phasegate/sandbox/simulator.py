@@ -165,9 +165,13 @@ def _datum(
     }
 
 
-def _resource_suffix(arn: str, marker: str) -> str:
-    """The dimension value ELB metrics use: 'app/NAME/ID' from '...:loadbalancer/app/NAME/ID'."""
-    return arn.split(f":{marker}/", 1)[1]
+def _elb_dimension(arn: str) -> str:
+    """The dimension value ELB metrics use for a load balancer or a target group ARN.
+
+    'app/NAME/ID' from '...:loadbalancer/app/NAME/ID', but 'targetgroup/NAME/ID' from
+    '...:targetgroup/NAME/ID': AWS keeps the resource type only for target groups.
+    """
+    return arn.split(":", 5)[5].removeprefix("loadbalancer/")
 
 
 class WorkloadSimulator:
@@ -403,7 +407,7 @@ def _alb(
     ALB answers 503 itself (HTTPCode_ELB_5XX_Count) and no target metric is published.
     """
     env = inventory.environment
-    lb_dim = _resource_suffix(lb.arn, "loadbalancer")
+    lb_dim = _elb_dimension(lb.arn)
     requests = round(REQUESTS_PER_MINUTE * _between(0.95, 1.05, "requests", env, lb.arn, minute))
     if fault == "5xx":
         errors = round(requests * _between(0.18, 0.22, "5xx-fault", env, lb.arn, minute))
@@ -438,12 +442,12 @@ def _alb(
                 tg_errors,
                 latency,
                 minute,
-                TargetGroup=_resource_suffix(tg.arn, "targetgroup"),
+                TargetGroup=_elb_dimension(tg.arn),
                 LoadBalancer=lb_dim,
             )
     for tg in lb.target_groups:
         healthy = 0 if fault == "unhealthy" else hosts[tg.arn]
-        dims = {"TargetGroup": _resource_suffix(tg.arn, "targetgroup"), "LoadBalancer": lb_dim}
+        dims = {"TargetGroup": _elb_dimension(tg.arn), "LoadBalancer": lb_dim}
         data += [
             _datum("HealthyHostCount", healthy, "Count", minute, **dims),
             _datum("UnHealthyHostCount", hosts[tg.arn] - healthy, "Count", minute, **dims),
