@@ -2,18 +2,26 @@
 
 Each environment gets its own VPC (10.N.0.0/16) with public and private subnets in two AZs, an
 internet gateway, one NAT gateway per AZ routed from the private route tables, an ECS Fargate
-service of 2 X86_64 tasks behind an ALB, RDS PostgreSQL db.t3.micro and a Redis replication
+service of 2 X86_64 tasks behind an ALB running a multi-arch (amd64 + arm64) image from the
+environment's own ECR repository, RDS PostgreSQL db.t3.micro and a Redis replication
 group of two cache.t3.micro nodes. Every resource carries the environment's discovery tags.
 
 moto's gaps are filled here, where the seed knows what a running environment looks like:
 DNS hostnames on, and ECS running == desired (moto only sets running on update_service).
 """
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 from phasegate.aws import AwsClients
 
-APP_IMAGE = "public.ecr.aws/phasegate/platform-api:1.4.2"
+APP_REPOSITORY = "platform-api"
+APP_TAG = "1.4.2"
+MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+IMAGE_CONFIG = "application/vnd.docker.container.image.v1+json"
+LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,64 @@ def _tags(name: str, extra: str) -> list[dict[str, str]]:
 
 def _ec2_tag_spec(resource: str, name: str, extra: str) -> list[dict]:
     return [{"ResourceType": resource, "Tags": _tags(name, extra)}]
+
+
+def _digest(blob: bytes) -> str:
+    return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def push_app_image(clients: AwsClients, name: str, tags: list[dict[str, str]]) -> str:
+    """Push the app's image to `{name}/platform-api` in ECR as a multi-arch image; its URI.
+
+    Like `docker buildx build --platform linux/amd64,linux/arm64 --push`: one manifest per
+    platform (untagged, by digest), then a manifest list naming both, tagged APP_TAG. The
+    layers are fakes (the sandbox runs no containers); the manifests are what the Graviton
+    step reads to decide whether the image runs on arm64.
+    """
+    ecr = clients.ecr
+    repository = f"{name}/{APP_REPOSITORY}"
+    uri = ecr.create_repository(repositoryName=repository, tags=tags)["repository"]["repositoryUri"]
+    platforms = []
+    for arch in ("amd64", "arm64"):
+        config = json.dumps({"architecture": arch, "os": "linux"}).encode()
+        layer = f"{name}/{APP_REPOSITORY}:{APP_TAG} {arch} layer".encode()
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": MANIFEST_V2,
+                "config": {
+                    "mediaType": IMAGE_CONFIG,
+                    "size": len(config),
+                    "digest": _digest(config),
+                },
+                "layers": [{"mediaType": LAYER, "size": len(layer), "digest": _digest(layer)}],
+            }
+        )
+        digest = ecr.put_image(
+            repositoryName=repository,
+            imageManifest=manifest,
+            imageManifestMediaType=MANIFEST_V2,
+            imageDigest=_digest(manifest.encode()),
+        )["image"]["imageId"]["imageDigest"]
+        platforms.append(
+            {
+                "mediaType": MANIFEST_V2,
+                "size": len(manifest),
+                "digest": digest,
+                "platform": {"architecture": arch, "os": "linux"},
+            }
+        )
+    manifest_list = json.dumps(
+        {"schemaVersion": 2, "mediaType": MANIFEST_LIST, "manifests": platforms}
+    )
+    ecr.put_image(
+        repositoryName=repository,
+        imageManifest=manifest_list,
+        imageManifestMediaType=MANIFEST_LIST,
+        imageTag=APP_TAG,
+        imageDigest=_digest(manifest_list.encode()),
+    )
+    return f"{uri}:{APP_TAG}"
 
 
 def seed_environment(clients: AwsClients, name: str, index: int) -> SeededEnvironment:
@@ -155,6 +221,8 @@ def seed_environment(clients: AwsClients, name: str, index: int) -> SeededEnviro
         DefaultActions=[{"Type": "forward", "TargetGroupArn": tg_arn}],
     )
 
+    image = push_app_image(clients, name, _tags(name, "platform-api"))
+
     ecs = clients.ecs
     ecs_tags = [{"key": t["Key"], "value": t["Value"]} for t in _tags(name, "ecs")]
     cluster = ecs.create_cluster(clusterName=f"{name}-cluster", tags=ecs_tags)["cluster"][
@@ -170,7 +238,7 @@ def seed_environment(clients: AwsClients, name: str, index: int) -> SeededEnviro
         containerDefinitions=[
             {
                 "name": "api",
-                "image": APP_IMAGE,
+                "image": image,
                 "memory": 1024,
                 "essential": True,
                 "portMappings": [{"containerPort": 8000, "protocol": "tcp"}],
