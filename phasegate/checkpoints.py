@@ -25,7 +25,7 @@ from prefect.settings import (
 from phasegate.config import EnvironmentConfig
 from phasegate.errors import ConfigError
 from phasegate.home import phasegate_home
-from phasegate.steps import Record
+from phasegate.steps import Change, Record
 
 
 def storage_path(config: EnvironmentConfig) -> Path:
@@ -90,6 +90,20 @@ class Checkpoints:
             return None
         result = self.store.read(key).result
         return result if isinstance(result, Record) else Record.model_validate(result)
+
+    def _intent_path(self, key: str) -> Path:
+        return self.path / f"{key}.intent.json"
+
+    def save_intent(self, key: str, change: Change) -> None:
+        """Journal a change before it is applied, so a crash mid-apply keeps its before-state."""
+        path = self._intent_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(change.model_dump_json())
+
+    def intent(self, key: str) -> Change | None:
+        """The change journaled under `key` by a run that may have died while applying it."""
+        path = self._intent_path(key)
+        return Change.model_validate_json(path.read_text()) if path.is_file() else None
 
     def current(self, phase: int, step: str) -> Record | None:
         """The step's Record at its current generation, whatever target it was run for."""

@@ -8,6 +8,7 @@ environment failed.
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 import structlog
 
@@ -24,6 +25,14 @@ class StepFailed(PhasegateError):
         self.step = step
         self.cause = cause
         super().__init__(f"{environment}: step {step} failed: {cause}")
+
+
+class Journal(Protocol):
+    """Where a change is written down before it is applied (phasegate.checkpoints)."""
+
+    def save_intent(self, key: str, change: Change) -> None: ...
+
+    def intent(self, key: str) -> Change | None: ...
 
 
 @contextmanager
@@ -53,11 +62,23 @@ def plan(step: Step) -> Change | None:
         return change
 
 
-def execute(step: Step, key: str) -> Record:
-    """observe -> plan -> apply -> verify; the Record is the checkpoint and rollback entry."""
+def execute(step: Step, key: str, journal: Journal | None = None) -> Record:
+    """observe -> plan -> apply -> verify; the Record is the checkpoint and rollback entry.
+
+    With a journal, the change is written down before apply. A run that finds a change
+    journaled under its key resumes that change (apply is idempotent) instead of planning
+    from the half-changed present, so the Record keeps the true before-state even when the
+    previous run died mid-apply.
+    """
     started = utcnow()
     with _bound(step) as log, recording_calls() as calls:
         change = plan(step)
+        earlier = journal.intent(key) if journal else None
+        if earlier is not None:
+            log.info("step.resumed", reason="a previous run journaled this change")
+            change = earlier
+        elif change is not None and journal is not None:
+            journal.save_intent(key, change)
         record = Record(
             environment=step.ctx.config.name,
             phase=step.phase,

@@ -79,7 +79,8 @@ def checkpoint_key(env: str, step_id: str) -> str:
 )
 def run_step(env: str, step_id: str, key: str) -> Record:
     """observe -> plan -> apply -> verify for one step; the Record is the cached result."""
-    return execute(step_for(env, step_id), key)
+    step = step_for(env, step_id)
+    return execute(step, key, journal=Checkpoints(step.ctx.config))
 
 
 @task(name="rollback-step", task_run_name="rollback {step_id}", retry_condition_fn=is_retryable)

@@ -58,6 +58,7 @@ def sandbox(moto_server: str) -> str:
     """A fresh, empty sandbox: the session's moto server after a reset."""
     requests.post(f"{moto_server}/moto-api/reset", timeout=10).raise_for_status()
     requests.delete(f"{moto_server}/_phasegate/calls", timeout=10).raise_for_status()
+    requests.delete(f"{moto_server}/_phasegate/faults", timeout=10).raise_for_status()
     return moto_server
 
 

@@ -18,6 +18,7 @@ from phasegate.aws import AwsClients
 from phasegate.checkpoints import checkpoint_storage
 from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
 from phasegate.cost import load_price_table, price_inventory
+from phasegate.errors import PhaseFailed
 from phasegate.inventory import Inventory, discover
 from phasegate.sandbox.app import is_mutating
 from phasegate.sandbox.seed import seed_environment
@@ -154,6 +155,60 @@ def test_drift_is_noticed_and_planned_again(sandbox: str, tmp_path: Path) -> Non
     assert discover(config).databases[0].instance_class == "db.t4g.micro"
 
 
+def inject(sandbox: str, **fault: Any) -> None:
+    requests.post(f"{sandbox}/_phasegate/faults", json=fault, timeout=10).raise_for_status()
+
+
+def seeded_config(sandbox: str, tmp_path: Path, **overrides: Any) -> EnvironmentConfig:
+    clients = AwsClients(AwsSettings(region="us-east-1", endpoint_url=sandbox))
+    seed_environment(clients, "demo", 1)
+    return parse_environment(write_environment(tmp_path, "demo", sandbox, **overrides))
+
+
+def test_throttling_on_every_mutating_call_is_survived(sandbox: str, tmp_path: Path) -> None:
+    config = seeded_config(sandbox, tmp_path)
+    inject(sandbox, action="*", code="Throttling", status=400, times=2)
+    run(config)
+    assert_phase1_end_state(config)
+    faults = requests.get(f"{sandbox}/_phasegate/faults", timeout=10).json()
+    throttled = faults[0]["failed"]
+    assert {"DeleteNatGateway", "ModifyDBInstance", "ModifyReplicationGroup"} <= set(throttled)
+    assert set(throttled.values()) == {2}
+
+
+def test_access_denied_stops_the_phase_and_rolls_back(sandbox: str, tmp_path: Path) -> None:
+    config = seeded_config(sandbox, tmp_path)
+    before = discover(config)
+    inject(sandbox, action="ModifyReplicationGroup", code="AccessDenied", status=403)
+    with pytest.raises(PhaseFailed) as failed:
+        run(config)
+    message = str(failed.value)
+    assert "cache.resize" in message and "demo-redis" in message and "AccessDenied" in message
+    assert "rolled back" in message
+    assert shape(discover(config)) == shape(before)
+
+
+def test_access_denied_with_stop_keeps_progress_and_a_rerun_resumes(
+    sandbox: str, tmp_path: Path
+) -> None:
+    """A failure mid-apply (NAT deletion forbidden after tasks and routes moved) keeps the
+    before-state: the re-run resumes the journaled change, and rollback restores the seed."""
+    config = seeded_config(sandbox, tmp_path, phases={"on_step_failure": "stop"})
+    before = discover(config)
+    inject(sandbox, action="DeleteNatGateway", code="UnauthorizedOperation", status=403)
+    with pytest.raises(PhaseFailed) as failed:
+        run(config)
+    assert "nat.remove" in str(failed.value) and "stopped" in str(failed.value)
+    midway = discover(config)
+    assert len(midway.nat_gateways) == 2 and midway.services[0].assign_public_ip
+
+    requests.delete(f"{sandbox}/_phasegate/faults", timeout=10).raise_for_status()
+    run(config)
+    assert_phase1_end_state(config)
+    rollback(config)
+    assert shape(discover(config)) == shape(before)
+
+
 def _run_and_kill_after(config: EnvironmentConfig, step: str) -> None:
     """Run phase 1 in a child process and SIGKILL it as soon as `step` is verified."""
     env = {**os.environ, "PHASEGATE_LOG_LEVEL": "INFO"}
@@ -188,8 +243,8 @@ def test_killed_at_each_step_boundary_resumes_without_duplicates(
     boundary: str, sandbox: str, tmp_path: Path
 ) -> None:
     clients = AwsClients(AwsSettings(region="us-east-1", endpoint_url=sandbox))
-    seed_environment(clients, "demo", 1)
-    config = parse_environment(write_environment(tmp_path, "demo", sandbox))
+    config = seeded_config(sandbox, tmp_path)
+    seeded_shape = discover(config)
     _run_and_kill_after(config, boundary)
 
     run(config)
@@ -197,3 +252,5 @@ def test_killed_at_each_step_boundary_resumes_without_duplicates(
     family = clients.ecs.list_task_definitions(familyPrefix="demo-api")["taskDefinitionArns"]
     assert len(family) == 2, family
     assert len(clients.elasticache.describe_snapshots()["Snapshots"]) == 1
+    rollback(config)
+    assert shape(discover(config)) == shape(seeded_shape)

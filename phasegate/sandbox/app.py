@@ -11,6 +11,12 @@ what moto lacks and a migration needs is answered here, in AWS's own wire format
 The call log records each request's service and action at the server, which is how tests
 prove that a re-run or a `plan` makes no mutating call. Read it with
 GET /_phasegate/calls; clear it with DELETE /_phasegate/calls.
+
+API faults make the server answer like a throttled or forbidden AWS, in each protocol's
+own error format, so retries and fail-fast are exercised over the wire: POST
+/_phasegate/faults {"action": "DeleteNatGateway" or "*" (every mutating action),
+"code": "Throttling", "status": 400, "times": 3} fails each matching action `times` times
+before letting it through (-1: always); DELETE /_phasegate/faults clears them.
 """
 
 import io
@@ -19,6 +25,8 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -131,22 +139,73 @@ def _allowed_node_types_response(
     ).encode()
 
 
+@dataclass
+class ApiFault:
+    """Answer matching calls with an AWS error, `times` times per action (-1: always)."""
+
+    action: str
+    code: str
+    status: int = 400
+    times: int = -1
+    message: str = "injected by the phasegate sandbox"
+    failed: dict[str, int] = field(default_factory=dict)
+
+    def strikes(self, action: str) -> bool:
+        """True when this call of `action` must fail; counts it."""
+        if not (self.action == action or (self.action == "*" and is_mutating(action))):
+            return False
+        count = self.failed.get(action, 0)
+        if 0 <= self.times <= count:
+            return False
+        self.failed[action] = count + 1
+        return True
+
+    def response(self, service: str, json_protocol: bool) -> tuple[str, str, bytes]:
+        """Status line, content type and body, in the error format the service's SDK parses."""
+        status = f"{self.status} {HTTPStatus(self.status).phrase}"
+        if json_protocol:
+            body = json.dumps({"__type": self.code, "message": self.message})
+            return status, "application/x-amz-json-1.1", body.encode()
+        if service == "ec2":
+            body = (
+                f"<Response><Errors><Error><Code>{self.code}</Code><Message>{self.message}"
+                "</Message></Error></Errors><RequestID>phasegate-fault</RequestID></Response>"
+            )
+        else:
+            body = (
+                f"<ErrorResponse><Error><Type>Sender</Type><Code>{self.code}</Code>"
+                f"<Message>{self.message}</Message></Error>"
+                "<RequestId>phasegate-fault</RequestId></ErrorResponse>"
+            )
+        return status, "text/xml", body.encode()
+
+
 class SandboxApp:
-    """WSGI middleware around moto's dispatcher: fills gaps and logs every call."""
+    """WSGI middleware around moto's dispatcher: fills gaps, logs calls, injects API faults."""
 
     def __init__(self) -> None:
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.calls: list[dict[str, str]] = []
+        self.faults: list[ApiFault] = []
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/_phasegate/calls":
             return self._calls_endpoint(environ, start_response)
+        if path == "/_phasegate/faults":
+            return self._faults_endpoint(environ, start_response)
         service, action, params = self._identify(environ)
         if action:
             with self._lock:
                 self.calls.append({"service": service, "action": action})
+                fault = next((f for f in self.faults if f.strikes(action)), None)
+            if fault is not None:
+                status, content_type, body = fault.response(
+                    service, bool(environ.get("HTTP_X_AMZ_TARGET"))
+                )
+                start_response(status, [("Content-Type", content_type)])
+                return [body]
         if service == "rds" and action == "DescribeOrderableDBInstanceOptions":
             body = _orderable_response(params)
             start_response(
@@ -188,6 +247,21 @@ class SandboxApp:
             if environ.get("REQUEST_METHOD") == "DELETE":
                 self.calls.clear()
             body = json.dumps(self.calls).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+
+    def _faults_endpoint(
+        self, environ: dict[str, Any], start_response: StartResponse
+    ) -> list[bytes]:
+        method = environ.get("REQUEST_METHOD")
+        with self._lock:
+            if method == "DELETE":
+                self.faults.clear()
+            elif method == "POST":
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                spec = json.loads(environ["wsgi.input"].read(length) or b"{}")
+                self.faults.append(ApiFault(**spec))
+            body = json.dumps([{k: v for k, v in vars(f).items()} for f in self.faults]).encode()
         start_response("200 OK", [("Content-Type", "application/json")])
         return [body]
 
