@@ -122,6 +122,9 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.5)
         yield url
     finally:
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler.flush()  # queued run logs go out before their server stops
         os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=20)

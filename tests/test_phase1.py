@@ -237,20 +237,29 @@ def _run_and_kill_after(config: EnvironmentConfig, step: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "boundary", ["nat.assess", "nat.remove", "compute.graviton", "database.resize"]
+    ("boundary", "compute"),
+    [
+        ("nat.assess", "ecs-fargate-arm64"),
+        ("nat.remove", "ecs-fargate-arm64"),
+        ("compute.graviton", "ecs-fargate-arm64"),
+        ("database.resize", "ecs-fargate-arm64"),
+        ("compute.graviton", "ec2-asg-graviton"),
+    ],
 )
 def test_killed_at_each_step_boundary_resumes_without_duplicates(
-    boundary: str, sandbox: str, tmp_path: Path
+    boundary: str, compute: str, sandbox: str, tmp_path: Path
 ) -> None:
     clients = AwsClients(AwsSettings(region="us-east-1", endpoint_url=sandbox))
-    config = seeded_config(sandbox, tmp_path)
+    config = seeded_config(sandbox, tmp_path, targets={"compute": compute})
     seeded_shape = discover(config)
     _run_and_kill_after(config, boundary)
 
     run(config)
     assert_phase1_end_state(config)
     family = clients.ecs.list_task_definitions(familyPrefix="demo-api")["taskDefinitionArns"]
-    assert len(family) == 2, family
+    assert len(family) == (2 if compute == "ecs-fargate-arm64" else 1), family
+    groups = clients.autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]
+    assert len(groups) == (1 if compute == "ec2-asg-graviton" else 0)
     assert len(clients.elasticache.describe_snapshots()["Snapshots"]) == 1
     rollback(config)
     assert shape(discover(config)) == shape(seeded_shape)
