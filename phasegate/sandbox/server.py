@@ -137,6 +137,8 @@ def write_environment_file(name: str, endpoint: str) -> Path:
         "aws": {"region": REGION, "endpoint_url": endpoint},
         "discovery": {"tags": {"Environment": name}},
         "targets": Targets().model_dump(),
+        # The simulator publishes every few seconds, so a gate need not wait minutes per round.
+        "gates": {"interval_seconds": 5, "count": 3},
     }
     EnvironmentConfig.model_validate(data)  # a file we write must be one we can load
     path = environment_file(name)
