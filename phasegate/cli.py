@@ -170,6 +170,21 @@ def rollback(
 
 @app.command()
 @reports_errors
+def approve(
+    run_id: Annotated[str, typer.Argument(help="The paused flow run's id (Prefect UI, logs)")],
+    approver: Annotated[str, typer.Option(help="Who answers; kept in the run's Records")],
+    reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approve")] = False,
+    comment: Annotated[str, typer.Option(help="Why; kept in the run's Records")] = "",
+) -> None:
+    """Answer the approval a flow run waits for, through the Prefect API (PREFECT_API_URL)."""
+    resume_with = entrypoints.load("tasks.approvals:resume_with")
+    name = resume_with(run_id, not reject, approver, comment)
+    verdict = "rejected" if reject else "approved"
+    console.print(f"{verdict} {name} ({run_id}) as {approver}", highlight=False, markup=False)
+
+
+@app.command()
+@reports_errors
 def demo(
     port: Annotated[int, typer.Option(help="Port for the sandbox's AWS endpoint")] = 4566,
     stop: Annotated[
