@@ -124,7 +124,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         from prefect.logging.handlers import APILogHandler
 
-        APILogHandler.flush()  # queued run logs go out before their server stops
+        APILogHandler().flush()  # queued run logs go out before their server stops
         os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=20)
