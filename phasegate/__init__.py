@@ -16,6 +16,8 @@ def _prefect_defaults() -> None:
     if "PREFECT_API_URL" not in os.environ:
         os.environ.setdefault("PREFECT_HOME", os.path.join(home, "prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Our events outside a run (inventory, cost, the sandbox) are normal, not a mistake.
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     extra = {n for n in os.environ.get("PREFECT_LOGGING_EXTRA_LOGGERS", "").split(",") if n}
     os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = ",".join(sorted(extra | {"phasegate"}))
 
