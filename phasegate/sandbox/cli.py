@@ -1,4 +1,4 @@
-"""`phasegate sandbox up|down|seed|status`: the embedded AWS stand-in from the command line.
+"""`phasegate sandbox up|down|seed|status|fault`: the embedded AWS stand-in from the command line.
 
 The main CLI mounts this with `app.add_typer(sandbox.cli.app, name="sandbox")`. Every
 PhasegateError becomes one line on stderr and its exit code (1, or 2 for bad input), as
@@ -13,7 +13,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from phasegate.errors import PhasegateError
+from phasegate import entrypoints
+from phasegate.config import load_environment
+from phasegate.errors import ConfigError, PhasegateError
 from phasegate.home import display_path
 from phasegate.sandbox.server import (
     add_environments,
@@ -22,6 +24,7 @@ from phasegate.sandbox.server import (
     start_sandbox,
     stop_sandbox,
 )
+from phasegate.sandbox.simulator import FAULT_KINDS, read_fault_specs, set_fault
 
 app = typer.Typer(
     help="The embedded AWS sandbox: moto on 127.0.0.1, seeded environments, simulated metrics.",
@@ -120,3 +123,67 @@ def status() -> None:
         f"since {state.started_at:%Y-%m-%d %H:%M:%S} UTC)"
     )
     _out.print(_environments_table(state.environments))
+
+
+_FAULT_EFFECTS = {
+    "5xx": "about 20% of requests answer 5xx",
+    "latency": "target response time 2.5 s",
+    "nodata": "no more metrics published",
+    "unhealthy": "no healthy host behind the load balancer",
+}
+
+
+@app.command()
+def fault(
+    env: str = typer.Argument(..., help="a sandbox environment: its name or its config file"),
+    kind: str | None = typer.Option(
+        None, "--kind", "-k", help=f"what goes wrong: {' | '.join(FAULT_KINDS)}"
+    ),
+    after: str | None = typer.Option(
+        None, "--after", help="a step id: stay healthy until that step has finished"
+    ),
+    clear: bool = typer.Option(False, "--clear", help="remove the environment's fault"),
+) -> None:
+    """Make a sandbox environment misbehave (or stop it), as the workload simulator shows it.
+
+    With --after STEP the environment stays healthy until STEP's checkpoint exists (the step
+    has finished), then the fault comes into force. A health gate sees it within a tick or two.
+    """
+    with _errors():
+        config = load_environment(env)
+        if not config.aws.endpoint_url:
+            raise ConfigError(
+                f"{env}: {config.name} is not a sandbox environment (it has no aws.endpoint_url); "
+                "faults are injected into sandbox environments only"
+            )
+        if clear:
+            if kind is not None or after is not None:
+                raise ConfigError("--clear removes the whole fault; it takes no --kind or --after")
+            had = read_fault_specs().get(config.name)
+            set_fault(config.name, None)
+            _out.print(
+                f"cleared the {had.kind} fault of {config.name}"
+                if had
+                else f"{config.name} had no fault"
+            )
+            return
+        if kind is None:
+            raise ConfigError(f"give --kind ({' | '.join(FAULT_KINDS)}) or --clear")
+        if kind not in FAULT_KINDS:
+            raise ConfigError(
+                f"unknown fault kind {kind!r}; expected one of {', '.join(FAULT_KINDS)}"
+            )
+        if after is not None:
+            steps = entrypoints.load("tasks.registry:STEPS")
+            if after not in steps:
+                raise ConfigError(
+                    f"unknown step {after!r} for --after; known steps: {', '.join(steps)}"
+                )
+        set_fault(config.name, kind, after=after)
+    when = f"from when {after} has finished (its checkpoint exists)" if after else "from now on"
+    _out.print(f"[green]fault set[/]: {config.name}: {kind} ({_FAULT_EFFECTS[kind]}), {when}")
+    if not sandbox_status().running:
+        _out.print(
+            "note: no sandbox is running here; the workload simulator of `phasegate sandbox up` "
+            "applies faults"
+        )

@@ -17,25 +17,54 @@ per-minute totals as on AWS. An environment seen for the first time gets its las
 backfilled, so a gate has history to read at once. Values are healthy with a mild jitter that
 is a pure function of (environment, metric, minute): a re-run publishes the same numbers.
 
-Faults (`faults.json` under the sandbox directory, environment name -> kind) are read on every
-tick and apply from the next unpublished minute on:
+Faults (`faults.json` under the sandbox directory, read on every tick) stand in for a
+misbehaving service. Each entry maps an environment name to a kind, either as a bare string
+(the original format) or as {"kind": KIND, "after": STEP}; `after` (a step id, or null) keeps
+the environment healthy until that step has finished, i.e. until its checkpoint exists
+(phasegate.checkpoints.Checkpoints(config).current(phase, step) is a Record, applied or
+unchanged), the way a bad deploy only breaks the service once it has gone out. The fault is
+in force for as long as that checkpoint stands: a rollback retires the Record and, with it,
+the fault's cause.
 
 - ``5xx``: about 20% of requests answer 5xx;
 - ``latency``: target response time 2.5 s;
-- ``nodata``: nothing at all is published for the environment (those minutes stay empty);
+- ``nodata``: nothing more is published for the environment (those minutes stay empty; the
+  minutes already published stay too, so only a gate whose lookback has moved past them sees
+  no data);
 - ``unhealthy``: HealthyHostCount 0 (UnHealthyHostCount takes the hosts).
+
+A fault must show within seconds, not from the next minute on: a gate reads the last
+`gates.lookback_minutes` (of the environment's config), and one bad minute among healthy ones
+is diluted or, mid-minute, not there at all. A tick that reaches a new minute publishes that
+minute with the fault in force, as always. A tick within a minute already published catches the
+gate's window up instead: it publishes the fault into the minutes of that window it published
+without it (CloudWatch adds datapoints of the same minute together): for ``5xx`` extra
+HTTPCode_Target_5XX_Count, so each minute's ratio is the fault's; for ``latency`` extra
+TargetResponseTime samples, so each minute's Average is 2.5 s; for ``unhealthy`` a
+HealthyHostCount 0 datapoint at the latest minute (a gate reads its Minimum). So a fault shows
+on the simulator's next tick, or the one after when the next one opens a new minute. A real
+service would take the window's length to degrade that far; the sandbox compresses it so that
+a gate, a test or a demo need not wait minutes. Each minute takes a kind's effect once, however
+often the fault is cleared and set again. Gates know nothing of this: they read CloudWatch as
+always.
+
+A tick with no minute due and no fault to catch up on makes no AWS call at all (it reads the
+faults file, lists the environments and, for an `after` fault, looks for the step's
+checkpoint), so ticking every half second costs a few milliseconds.
 """
 
 import hashlib
 import json
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from phasegate import entrypoints
 from phasegate.aws import AwsClients
 from phasegate.config import EnvironmentConfig, parse_environment
 from phasegate.errors import ConfigError
@@ -43,6 +72,9 @@ from phasegate.home import generated_environments_dir
 from phasegate.inventory import Inventory, LoadBalancer, discover
 from phasegate.retry import RetryPolicy
 from phasegate.sandbox.server import faults_path, write_text_atomic
+
+if TYPE_CHECKING:
+    from phasegate.checkpoints import Checkpoints
 
 log = structlog.get_logger("phasegate.sandbox")
 
@@ -78,8 +110,38 @@ def _recovered(subject: str) -> None:
     _last_warning.pop(subject, None)
 
 
-def read_faults(path: Path | None = None) -> dict[str, str]:
-    """The faults in force: environment name -> kind. A missing or broken file means none."""
+@dataclass(frozen=True)
+class Fault:
+    """One environment's entry in the faults file: what goes wrong, and after which step."""
+
+    kind: str
+    after: str | None = None  # a step id: healthy until that step's checkpoint exists
+
+    def to_json(self) -> str | dict[str, str]:
+        """The file's form: the bare kind without `after` (the original format), else an object."""
+        return self.kind if self.after is None else {"kind": self.kind, "after": self.after}
+
+
+def _parse_fault(value: object) -> Fault | str:
+    """The Fault an entry of the file describes, or why it is not one."""
+    if isinstance(value, str):
+        value = {"kind": value}
+    if not isinstance(value, dict):
+        return f"{value!r} is neither a kind nor an object"
+    kind, after = value.get("kind"), value.get("after")
+    if kind not in FAULT_KINDS:
+        return f"unknown kind {kind!r}"
+    if after is not None and (not isinstance(after, str) or not after):
+        return f"'after' must be a step id or null, got {after!r}"
+    unknown = sorted(set(value) - {"kind", "after"})
+    if unknown:
+        return f"unknown field(s) {', '.join(unknown)}"
+    return Fault(kind, after)
+
+
+def read_fault_specs(path: Path | None = None) -> dict[str, Fault]:
+    """Every fault in the file: environment name -> Fault. A missing or broken file means none;
+    a broken entry is logged (once) and ignored, the others still count."""
     path = path or faults_path()
     try:
         data = json.loads(path.read_text())
@@ -92,26 +154,47 @@ def read_faults(path: Path | None = None) -> dict[str, str]:
         _warn(str(path), "faults file ignored", problem, path=str(path))
         return {}
     _recovered(str(path))
-    unknown = {str(env): kind for env, kind in data.items() if kind not in FAULT_KINDS}
-    if unknown:
-        _warn(f"{path}:kinds", "unknown fault kinds ignored", str(unknown), path=str(path))
-    return {str(env): kind for env, kind in data.items() if kind in FAULT_KINDS}
+    faults: dict[str, Fault] = {}
+    problems: dict[str, str] = {}
+    for env, value in data.items():
+        parsed = _parse_fault(value)
+        if isinstance(parsed, Fault):
+            faults[str(env)] = parsed
+        else:
+            problems[str(env)] = parsed
+    if problems:
+        _warn(f"{path}:entries", "faults ignored", str(problems), path=str(path))
+    else:
+        _recovered(f"{path}:entries")
+    return faults
 
 
-def set_fault(environment: str, kind: str | None, path: Path | None = None) -> None:
-    """Inject `kind` into `environment`, or clear its fault when `kind` is None.
+def read_faults(path: Path | None = None) -> dict[str, str]:
+    """The faults in the file: environment name -> kind (see read_fault_specs for `after`)."""
+    return {env: fault.kind for env, fault in read_fault_specs(path).items()}
 
-    The file is replaced atomically because the simulator may read it at any moment.
+
+def set_fault(
+    environment: str, kind: str | None, path: Path | None = None, *, after: str | None = None
+) -> None:
+    """Inject `kind` into `environment` (from the moment step `after` has finished, if given),
+    or clear its fault when `kind` is None.
+
+    `after` is not checked here (phasegate never imports the steps; the CLI checks it). The
+    file is replaced atomically because the simulator may read it at any moment.
     """
     if kind is not None and kind not in FAULT_KINDS:
         raise ConfigError(f"unknown fault kind {kind!r}; expected one of {', '.join(FAULT_KINDS)}")
+    if kind is None and after is not None:
+        raise ConfigError("a fault is cleared whole: 'after' goes with a kind only")
     path = path or faults_path()
-    faults = read_faults(path)
+    faults = read_fault_specs(path)
     if kind is None:
         faults.pop(environment, None)
     else:
-        faults[environment] = kind
-    write_text_atomic(path, json.dumps(faults, indent=2, sort_keys=True) + "\n")
+        faults[environment] = Fault(kind, after)
+    data = {env: fault.to_json() for env, fault in faults.items()}
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def sandbox_environments(endpoint: str) -> list[EnvironmentConfig]:
@@ -199,24 +282,31 @@ class WorkloadSimulator:
         self.backfill_minutes = backfill_minutes
         self.faults_file = faults_file
         self._published: dict[str, datetime] = {}  # environment -> last minute published
+        # environment -> minute -> the fault kinds that minute already shows, for the minutes
+        # a gate may still read (see `_catch_up`)
+        self._shown: dict[str, dict[datetime, set[str]]] = {}
+        self._in_force: dict[str, str | None] = {}  # environment -> fault of the last tick
         self._clients: dict[str, AwsClients] = {}
+        self._checkpoints: dict[tuple[str, str | None], Checkpoints] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- one tick ---------------------------------------------------------------------------
 
     def tick(self, now: datetime | None = None) -> dict[str, int]:
-        """Publish every not-yet-published minute up to `now`'s; datapoints sent per environment.
+        """Publish every not-yet-published minute up to `now`'s, and a fault just come into
+        force into the gate's window; datapoints sent per environment.
 
         One environment failing (mid-migration, say) is logged and retried on the next tick;
         it never stops the others.
         """
         minute = (now or datetime.now(UTC)).astimezone(UTC).replace(second=0, microsecond=0)
-        faults = read_faults(self.faults_file)
+        faults = read_fault_specs(self.faults_file)
         sent: dict[str, int] = {}
         for config in self.environments():
             try:
-                sent[config.name] = self._tick_environment(config, minute, faults.get(config.name))
+                fault = self._fault_in_force(config, faults.get(config.name))
+                sent[config.name] = self._tick_environment(config, minute, fault)
             except Exception as exc:  # discovery or AWS trouble in one env must not stop the rest
                 problem = f"{type(exc).__name__}: {exc}"
                 _warn(
@@ -226,18 +316,81 @@ class WorkloadSimulator:
             _recovered(f"env:{config.name}")
         return sent
 
+    # -- which fault is in force ------------------------------------------------------------
+
+    def _fault_in_force(self, config: EnvironmentConfig, fault: Fault | None) -> str | None:
+        """The kind in force for the environment now: None without a fault, and while an
+        `after` fault waits for its step's checkpoint. Logs when that changes."""
+        kind = None
+        if fault is not None and (fault.after is None or self._step_finished(config, fault.after)):
+            kind = fault.kind
+        previous = self._in_force.get(config.name)
+        if kind != previous:
+            if kind is not None:
+                after = fault.after if fault else None
+                log.info("fault in force", environment=config.name, kind=kind, after=after)
+            else:
+                log.info("fault no longer in force", environment=config.name, kind=previous)
+        self._in_force[config.name] = kind
+        return kind
+
+    def _step_finished(self, config: EnvironmentConfig, step: str) -> bool:
+        """True when `step` has a checkpoint in the environment's storage: its current Record.
+
+        The step's phase comes from tasks.registry, loaded by name (phasegate never imports
+        the steps); an unknown step or unreadable storage is logged and counts as not finished,
+        so the environment stays healthy rather than failing for a reason nobody asked for.
+        """
+        subject = f"after:{config.name}:{step}"
+        try:
+            steps = entrypoints.load("tasks.registry:STEPS")
+            if step not in steps:
+                raise ConfigError(f"unknown step {step!r}; known: {', '.join(sorted(steps))}")
+            record = self._checkpoints_for(config).current(steps[step].phase, step)
+        except Exception as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+            event = "fault waits: cannot tell whether its step finished"
+            _warn(subject, event, problem, environment=config.name, step=step)
+            return False
+        _recovered(subject)
+        return record is not None and record.outcome in ("applied", "unchanged")
+
+    def _checkpoints_for(self, config: EnvironmentConfig) -> "Checkpoints":
+        from phasegate.checkpoints import Checkpoints  # Prefect: imported only when needed
+
+        key = (config.name, config.executor.result_storage)
+        if key not in self._checkpoints:
+            self._checkpoints[key] = Checkpoints(config)
+        return self._checkpoints[key]
+
+    # -- publishing -------------------------------------------------------------------------
+
     def _tick_environment(
         self, config: EnvironmentConfig, minute: datetime, fault: str | None
     ) -> int:
-        minutes = list(self._due_minutes(config.name, minute))
-        if not minutes:
-            return 0
+        name = config.name
+        minutes = list(self._due_minutes(name, minute))
+        window_start = minute - timedelta(minutes=config.gates.lookback_minutes - 1)
+        shown = self._shown.setdefault(name, {})
+        for old in [m for m in shown if m < window_start]:
+            del shown[old]
         if fault == "nodata":
-            self._published[config.name] = minute
+            if minutes:
+                self._published[name] = minute  # those minutes stay silent, even once cleared
+            return 0
+        behind = _catch_up(shown, fault, new_minute=bool(minutes))
+        if not minutes and not behind:
             return 0
         clients = self._clients_for(config)
         inventory = discover(config, clients)
         data: dict[str, list[Datum]] = {}
+        if fault is not None and behind:
+            data["AWS/ApplicationELB"] = [
+                d
+                for m in behind
+                for lb in inventory.load_balancers
+                for d in _fault_burst(inventory, lb, m, fault)
+            ]
         for m in minutes:
             for namespace, datums in self.datapoints(inventory, m, fault).items():
                 data.setdefault(namespace, []).extend(datums)
@@ -247,14 +400,24 @@ class WorkloadSimulator:
                     Namespace=namespace, MetricData=datums[i : i + _BATCH]
                 )
         sent = sum(len(d) for d in data.values())
-        if config.name not in self._published:
+        if name not in self._published:
             log.info(
-                "environment backfilled",
-                environment=config.name,
-                minutes=len(minutes),
-                datapoints=sent,
+                "environment backfilled", environment=name, minutes=len(minutes), datapoints=sent
             )
-        self._published[config.name] = minute
+        if fault is not None and behind:
+            log.info(
+                "fault published into the gate window",
+                environment=name,
+                kind=fault,
+                minutes=len(behind),
+            )
+            for m in behind:
+                shown[m].add(fault)
+        for m in minutes:
+            if m >= window_start:
+                shown[m] = {fault} if fault else set()
+        if minutes:
+            self._published[name] = minute
         return sent
 
     def _due_minutes(self, environment: str, minute: datetime) -> Iterator[datetime]:
@@ -395,6 +558,50 @@ class WorkloadSimulator:
                 return
 
 
+def _catch_up(
+    shown: dict[datetime, set[str]], fault: str | None, *, new_minute: bool
+) -> list[datetime]:
+    """The minutes already published in the gate's window that must now take `fault`.
+
+    None on a tick that publishes a new minute: that minute carries the fault in full, and
+    the minutes before it are left as they are (a fault applies from the next unpublished
+    minute on); the ticks that follow within the minute catch up. Then, for 5xx and latency,
+    every minute of the window not showing the fault yet, so the whole window reads faulty;
+    for unhealthy, the latest minute only, since a gate reads HealthyHostCount's Minimum.
+    """
+    if new_minute or fault not in ("5xx", "latency", "unhealthy") or not shown:
+        return []
+    if fault == "unhealthy":
+        latest = max(shown)
+        return [] if fault in shown[latest] else [latest]
+    return sorted(m for m, kinds in shown.items() if fault not in kinds)
+
+
+def _requests(env: str, lb: LoadBalancer, minute: datetime) -> int:
+    return round(REQUESTS_PER_MINUTE * _between(0.95, 1.05, "requests", env, lb.arn, minute))
+
+
+def _healthy_errors(env: str, lb: LoadBalancer, minute: datetime) -> int:
+    return int(_between(0, 3, "5xx", env, lb.arn, minute))  # 0, 1 or 2
+
+
+def _fault_errors(env: str, lb: LoadBalancer, minute: datetime, requests: int) -> int:
+    return round(requests * _between(0.18, 0.22, "5xx-fault", env, lb.arn, minute))
+
+
+def _healthy_latency(env: str, lb: LoadBalancer, minute: datetime) -> float:
+    return HEALTHY_LATENCY_SECONDS * _between(0.85, 1.15, "latency", env, lb.arn, minute)
+
+
+def _hosts(inventory: Inventory, lb: LoadBalancer) -> dict[str, int]:
+    """Per target group of `lb`: the running ECS tasks and InService ASG instances behind it."""
+    return {
+        tg.arn: sum(s.running for s in inventory.services if tg.arn in s.target_groups)
+        + sum(a.in_service for a in inventory.autoscaling_groups if tg.arn in a.target_groups)
+        for tg in lb.target_groups
+    }
+
+
 def _alb(
     inventory: Inventory, lb: LoadBalancer, minute: datetime, fault: str | None
 ) -> list[Datum]:
@@ -408,22 +615,14 @@ def _alb(
     """
     env = inventory.environment
     lb_dim = _elb_dimension(lb.arn)
-    requests = round(REQUESTS_PER_MINUTE * _between(0.95, 1.05, "requests", env, lb.arn, minute))
+    requests = _requests(env, lb, minute)
     if fault == "5xx":
-        errors = round(requests * _between(0.18, 0.22, "5xx-fault", env, lb.arn, minute))
+        errors = _fault_errors(env, lb, minute, requests)
     else:
-        errors = int(_between(0, 3, "5xx", env, lb.arn, minute))  # 0, 1 or 2
-    latency = (
-        FAULT_LATENCY_SECONDS
-        if fault == "latency"
-        else HEALTHY_LATENCY_SECONDS * _between(0.85, 1.15, "latency", env, lb.arn, minute)
-    )
+        errors = _healthy_errors(env, lb, minute)
+    latency = FAULT_LATENCY_SECONDS if fault == "latency" else _healthy_latency(env, lb, minute)
 
-    hosts = {
-        tg.arn: sum(s.running for s in inventory.services if tg.arn in s.target_groups)
-        + sum(a.in_service for a in inventory.autoscaling_groups if tg.arn in a.target_groups)
-        for tg in lb.target_groups
-    }
+    hosts = _hosts(inventory, lb)
     serving = [tg for tg in lb.target_groups if hosts[tg.arn] > 0]
 
     if not serving:
@@ -455,6 +654,80 @@ def _alb(
     return data
 
 
+def _fault_burst(
+    inventory: Inventory, lb: LoadBalancer, minute: datetime, fault: str
+) -> list[Datum]:
+    """What turns one ALB's minute, already published healthy, into a minute with `fault`:
+    datapoints added to the same minute (CloudWatch aggregates them with the first ones).
+
+    - 5xx: the difference between the fault's 5xx count and the healthy one;
+    - latency: as many samples again as the minute had requests, slow enough that the
+      minute's Average becomes the fault's latency;
+    - unhealthy: HealthyHostCount 0 and UnHealthyHostCount = the hosts, per target group.
+
+    Only target metrics change: an ALB with no serving target group answers 503 itself,
+    whatever the fault.
+    """
+    env = inventory.environment
+    lb_dim = _elb_dimension(lb.arn)
+    hosts = _hosts(inventory, lb)
+    if fault == "unhealthy":
+        data = []
+        for tg in lb.target_groups:
+            dims = {"TargetGroup": _elb_dimension(tg.arn), "LoadBalancer": lb_dim}
+            data += [
+                _datum("HealthyHostCount", 0, "Count", minute, **dims),
+                _datum("UnHealthyHostCount", hosts[tg.arn], "Count", minute, **dims),
+            ]
+        return data
+    serving = [tg for tg in lb.target_groups if hosts[tg.arn] > 0]
+    if not serving:
+        return []
+    requests = _requests(env, lb, minute)
+    shares = [({"LoadBalancer": lb_dim}, requests)] + [
+        ({"TargetGroup": _elb_dimension(tg.arn), "LoadBalancer": lb_dim}, share)
+        for tg, share in zip(serving, _split(requests, len(serving)), strict=True)
+    ]
+    if fault == "5xx":
+        extra = _fault_errors(env, lb, minute, requests) - _healthy_errors(env, lb, minute)
+        extras = [extra, *_split(extra, len(serving))]
+        return [
+            _datum("HTTPCode_Target_5XX_Count", n, "Count", minute, **dims)
+            for (dims, _), n in zip(shares, extras, strict=True)
+        ]
+    if fault == "latency":
+        # n healthy samples averaging h plus n samples summing n * (2F - h) average F.
+        per_request = 2 * FAULT_LATENCY_SECONDS - _healthy_latency(env, lb, minute)
+        return [
+            _statistic(
+                "TargetResponseTime",
+                samples=n,
+                total=n * per_request,
+                low=FAULT_LATENCY_SECONDS * 0.4,
+                high=FAULT_LATENCY_SECONDS * 2.5,
+                minute=minute,
+                **dims,
+            )
+            for dims, n in shares
+            if n
+        ]
+    return []
+
+
+def _statistic(
+    name: str, *, samples: int, total: float, low: float, high: float, minute: datetime,
+    **dims: str,
+) -> Datum:  # fmt: skip
+    """A datum of many samples at once (StatisticValues), in seconds."""
+    return {
+        "MetricName": name,
+        "Dimensions": _dims(**dims),
+        "Timestamp": minute,
+        "StatisticValues": {"SampleCount": samples, "Sum": total, "Minimum": low, "Maximum": high},
+        "Unit": "Seconds",
+    }
+
+
 def _request_metrics(
     requests: int, errors: int, latency: float, minute: datetime, **dims: str
 ) -> list[Datum]:
@@ -469,17 +742,14 @@ def _request_metrics(
     ]
     if requests:
         data.append(
-            {
-                "MetricName": "TargetResponseTime",
-                "Dimensions": _dims(**dims),
-                "Timestamp": minute,
-                "StatisticValues": {
-                    "SampleCount": requests,
-                    "Sum": requests * latency,
-                    "Minimum": latency * 0.4,
-                    "Maximum": latency * 2.5,
-                },
-                "Unit": "Seconds",
-            }
+            _statistic(
+                "TargetResponseTime",
+                samples=requests,
+                total=requests * latency,
+                low=latency * 0.4,
+                high=latency * 2.5,
+                minute=minute,
+                **dims,
+            )
         )
     return data
