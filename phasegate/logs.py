@@ -19,7 +19,19 @@ _configured = False
 
 
 class _ConsoleHandler(logging.StreamHandler):
-    """Ours, told apart from the API handler Prefect attaches to the same logger."""
+    """Ours, told apart from the API handler Prefect attaches to the same logger.
+
+    It writes to whatever sys.stderr is at the time of each event, so a captured or
+    replaced stderr (a test runner's) that is later closed does not swallow later lines.
+    """
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
 
 
 def _renderer(json: bool) -> Any:
@@ -53,7 +65,7 @@ def configure(level: str | None = None, json: bool | None = None) -> None:
     root.setLevel(level_name)
     root.propagate = False  # our handler prints it; the root logger must not print it twice
     if not any(isinstance(h, _ConsoleHandler) for h in root.handlers):
-        handler = _ConsoleHandler(sys.stderr)
+        handler = _ConsoleHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         root.addHandler(handler)
     _configured = True

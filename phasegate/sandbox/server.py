@@ -349,7 +349,7 @@ def _seed_into(state: SandboxState, names: list[str], first_index: int) -> Sandb
 
 
 def start_sandbox(
-    port: int = 4566, environments: int = 1, wait: float = 15, tick_seconds: float = 10.0
+    port: int = 4566, environments: int = 1, wait: float = 15, tick_seconds: float = 2.0
 ) -> SandboxState:
     """Start the sandbox daemon on `port` and seed `environments` environments.
 
