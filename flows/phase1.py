@@ -3,10 +3,13 @@
 from prefect import flow
 
 from flows.phase import run_phase
+from phasegate.config import load_environment
 from phasegate.steps import Record
+from tasks.locks import environment_lock
 
 
 @flow(name="phase-1-cost", flow_run_name="{env}: phase 1")
 def phase1(env: str) -> list[Record]:
     """nat.assess -> nat.remove -> compute.graviton -> (database.resize | cache.resize)."""
-    return run_phase(env, 1)
+    with environment_lock(load_environment(env)):
+        return run_phase(env, 1)

@@ -9,9 +9,11 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
+from prefect import tags
 from rich.console import Console
 
 from phasegate import entrypoints
+from phasegate.approvals import check_auto_approve_allowed
 from phasegate.checkpoints import checkpoint_storage
 from phasegate.config import load_environment
 from phasegate.cost import load_price_table, price_inventory
@@ -19,9 +21,16 @@ from phasegate.errors import PhasegateError
 from phasegate.gates import GateFailed, GateRound, HealthGate, gate_table
 from phasegate.inventory import discover
 from phasegate.logs import configure
-from phasegate.render import cost_table, inventory_table, plan_table, records_table
+from phasegate.render import (
+    cost_table,
+    inventory_table,
+    migration_table,
+    plan_table,
+)
+from phasegate.report import MigrationFailed, MigrationReport
 from phasegate.sandbox import cli as sandbox_cli
 from phasegate.sandbox.server import start_sandbox, stop_sandbox
+from phasegate.status import environment_tag, status_table
 
 app = typer.Typer(
     help="Gated, resumable AWS cost-migration flows on Prefect.",
@@ -134,24 +143,31 @@ def plan(env: EnvArg, phase: PhaseOpt = None, as_json: JsonOpt = False) -> None:
             console.print(f"Phase {n}: skipped, no steps built yet.")
 
 
+def _migrate(env: str, phases: list[int] | None, auto_approve: bool) -> MigrationReport:
+    """Run the migration flow and print its before/after table, also when a phase fails."""
+    config = load_environment(env)
+    check_auto_approve_allowed(config, auto_approve)
+    with checkpoint_storage(config), tags(environment_tag(config.name)):
+        try:
+            report = entrypoints.load(entrypoints.MIGRATION_FLOW)(env, phases, auto_approve)
+        except MigrationFailed as exc:
+            console.print(migration_table(exc.report))
+            raise
+    console.print(migration_table(report))
+    return report
+
+
 @app.command()
 @reports_errors
 def run(
     env: EnvArg,
     phase: PhaseOpt = None,
     auto_approve: Annotated[
-        bool, typer.Option(help="Approve without asking (not for prod)")
+        bool, typer.Option("--auto-approve", help="Approve every phase (dev only; never prod)")
     ] = False,
 ) -> None:
-    """Run the migration (or one phase) on ENV as Prefect flows; exit 1 if a phase fails."""
-    config = load_environment(env)
-    with checkpoint_storage(config):
-        for n in _phases(phase):
-            if n not in entrypoints.PHASE_FLOWS:
-                console.print(f"Phase {n}: skipped, no steps built yet.")
-                continue
-            records = entrypoints.load(entrypoints.PHASE_FLOWS[n])(env)
-            console.print(records_table(config.name, n, records))
+    """Run the migration (or one phase) on ENV: plan, approval, phase, health gate."""
+    _migrate(env, [phase] if phase else None, auto_approve)
 
 
 @app.command()
@@ -162,7 +178,7 @@ def rollback(
 ) -> None:
     """Undo a phase from its Records, newest step first, verifying each undo."""
     config = load_environment(env)
-    with checkpoint_storage(config):
+    with checkpoint_storage(config), tags(environment_tag(config.name)):
         outcome = entrypoints.load(entrypoints.ROLLBACK_FLOW)(env, phase)
     for step_id, what in outcome.items():
         console.print(f"{step_id}: {what}")
@@ -177,10 +193,29 @@ def approve(
     comment: Annotated[str, typer.Option(help="Why; kept in the run's Records")] = "",
 ) -> None:
     """Answer the approval a flow run waits for, through the Prefect API (PREFECT_API_URL)."""
-    resume_with = entrypoints.load("tasks.approvals:resume_with")
-    name = resume_with(run_id, not reject, approver, comment)
+    name = entrypoints.load(entrypoints.APPROVE)(run_id, not reject, approver, comment)
     verdict = "rejected" if reject else "approved"
     console.print(f"{verdict} {name} ({run_id}) as {approver}", highlight=False, markup=False)
+
+
+@app.command()
+@reports_errors
+def unlock(env: EnvArg) -> None:
+    """Break ENV's run lock when its holder is known dead (a killed run frees it in 60 s)."""
+    config = load_environment(env)
+    holder = entrypoints.load(entrypoints.FORCE_UNLOCK)(config.name)
+    console.print(f"{config.name}: lock broken (it was held by {holder or 'nobody known'})")
+
+
+@app.command()
+@reports_errors
+def status(env: EnvArg, as_json: JsonOpt = False) -> None:
+    """Recent runs, the current phase and step, pending approvals, the last gate result."""
+    report = entrypoints.load(entrypoints.STATUS)(env)
+    if as_json:
+        console.print_json(report.model_dump_json())
+    else:
+        console.print(status_table(report))
 
 
 @app.command()
@@ -191,7 +226,7 @@ def demo(
         bool, typer.Option("--stop/--keep", help="Stop the sandbox afterwards")
     ] = False,
 ) -> None:
-    """Stand up the sandbox, seed the demo environment, and show its inventory and cost."""
+    """Sandbox up, seed the demo environment, show it, migrate it, show before and after."""
     stop_sandbox()
     state = start_sandbox(port=port, environments=1)
     console.print(f"Sandbox up on http://127.0.0.1:{state.port} (pid {state.pid})")
@@ -200,6 +235,7 @@ def demo(
         inv = discover(config)
         console.print(inventory_table(inv))
         console.print(cost_table(price_inventory(inv, config, load_price_table(config.aws.region))))
+        _migrate("demo", None, auto_approve=False)
     finally:
         if stop:
             stop_sandbox()

@@ -7,9 +7,12 @@ names a flow, as a string.
 import importlib
 from typing import Any
 
-PHASE_FLOWS = {1: "flows.phase1:phase1"}
+MIGRATION_FLOW = "flows.migration:migration"
 ROLLBACK_FLOW = "flows.rollback:rollback_phase"
 PLAN = "flows.plan:plan_phases"
+APPROVE = "tasks.approvals:resume_with"
+STATUS = "tasks.status:environment_status"
+FORCE_UNLOCK = "tasks.locks:force_unlock"
 
 
 def load(entrypoint: str) -> Any:

@@ -4,7 +4,8 @@ from rich.table import Table
 
 from phasegate.cost import CostReport
 from phasegate.inventory import Inventory
-from phasegate.steps import Change, Record
+from phasegate.report import MigrationReport
+from phasegate.steps import Change
 
 
 def inventory_table(inv: Inventory) -> Table:
@@ -99,18 +100,41 @@ def plan_table(environment: str, phase: int, plans: list[tuple[str, Change | Non
     return table
 
 
-def records_table(environment: str, phase: int, records: list[Record]) -> Table:
-    """What a phase run did, step by step."""
-    table = Table(title=f"{environment}: phase {phase} finished", title_justify="left")
-    table.add_column("Step", style="bold")
-    table.add_column("Outcome")
-    table.add_column("Change")
-    table.add_column("Seconds", justify="right")
-    for record in records:
-        table.add_row(
-            record.step,
-            record.outcome,
-            record.change.summary if record.change else "",
-            f"{record.duration_seconds:.1f}",
+def _migration_rows(report: MigrationReport) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: cost per component before, then after each phase; gate and status."""
+    ran = [p for p in report.phases if p.cost_after]
+    header = ["Component", "Before", *(f"After phase {p.phase}" for p in ran)]
+    first = ran[0].cost_before if ran else {}
+    rows = [
+        [component, f"${first[component]:,.2f}", *(f"${p.cost_after[component]:,.2f}" for p in ran)]
+        for component in first
+    ]
+    rows.append(["Health gate", "", *(p.gate for p in ran)])
+    rows.append(["Outcome", "", *(p.status for p in ran)])
+    return header, rows
+
+
+def migration_table(report: MigrationReport) -> Table:
+    """The before/after table a migration run ends with."""
+    table = Table(title=f"Migration of {report.environment}", title_justify="left")
+    header, rows = _migration_rows(report)
+    for i, name in enumerate(header):
+        table.add_column(
+            name, justify="left" if i == 0 else "right", style="bold" if i == 0 else ""
         )
+    for row in rows:
+        table.add_row(*row, style="bold" if row[0] == "Total" else "")
+    for p in report.phases:
+        if p.status != "completed" or not p.cost_after:
+            table.caption = (table.caption or "") + f"phase {p.phase}: {p.status}. {p.detail}\n"
     return table
+
+
+def migration_markdown(report: MigrationReport) -> str:
+    """The same table as markdown, for the run's artifact."""
+    header, rows = _migration_rows(report)
+    lines = [f"# Migration of {report.environment}", "", "| " + " | ".join(header) + " |"]
+    lines.append("|" + "---|" * len(header))
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += [""] + [f"- phase {p.phase}: **{p.status}** {p.detail}" for p in report.phases]
+    return "\n".join(lines) + "\n"

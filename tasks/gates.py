@@ -10,6 +10,7 @@ import re
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 
 from phasegate.aws import AwsClients
 from phasegate.config import load_environment
@@ -23,7 +24,7 @@ def artifact_key(environment: str) -> str:
     return re.sub(r"-{2,}", "-", key).strip("-")
 
 
-@task(name="health-gate", task_run_name="gate {env}")
+@task(name="health-gate", task_run_name="gate {env}", cache_policy=NO_CACHE)
 def health_gate(env: str) -> GateResult:
     """Run ENV's health gate (a name or a path); log each check and publish the table."""
     config = load_environment(env)

@@ -11,15 +11,16 @@ import threading
 from typing import Any
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.tasks import Task
 
 from phasegate.checkpoints import Checkpoints
 from phasegate.config import EnvironmentConfig, load_environment
 from phasegate.errors import AwsCallError, ConfigError, WaitTimeout
-from phasegate.lifecycle import StepFailed, execute, still_holds, undo
-from phasegate.steps import Record, Step, StepContext, StepRefused, VerificationFailed
-from tasks.registry import STEPS
+from phasegate.lifecycle import StepFailed, execute, plan, still_holds, undo
+from phasegate.steps import Change, Record, Step, StepContext, StepRefused, VerificationFailed
+from tasks.registry import STEPS, stages
 
 _contexts: dict[str, StepContext] = {}
 _contexts_lock = threading.Lock()
@@ -56,7 +57,7 @@ def _key_param(_context: Any, parameters: dict[str, Any]) -> str:
     return parameters["key"]
 
 
-@task(name="checkpoint-key", task_run_name="checkpoint {step_id}")
+@task(name="checkpoint-key", task_run_name="checkpoint {step_id}", cache_policy=NO_CACHE)
 def checkpoint_key(env: str, step_id: str) -> str:
     """The key to run `step_id` under: its current one, or a fresh one if its Record drifted."""
     step = step_for(env, step_id)
@@ -77,13 +78,24 @@ def checkpoint_key(env: str, step_id: str) -> str:
     result_serializer="json",
     retry_condition_fn=is_retryable,
 )
-def run_step(env: str, step_id: str, key: str) -> Record:
-    """observe -> plan -> apply -> verify for one step; the Record is the cached result."""
+def run_step(
+    env: str, step_id: str, key: str, approver: str | None = None, comment: str | None = None
+) -> Record:
+    """observe -> plan -> apply -> verify for one step; the Record is the cached result.
+
+    Who approved the change and what they said travel in the Record (not in the cache key).
+    """
     step = step_for(env, step_id)
-    return execute(step, key, journal=Checkpoints(step.ctx.config))
+    record = execute(step, key, journal=Checkpoints(step.ctx.config))
+    return record.model_copy(update={"approver": approver, "comment": comment or None})
 
 
-@task(name="rollback-step", task_run_name="rollback {step_id}", retry_condition_fn=is_retryable)
+@task(
+    name="rollback-step",
+    task_run_name="rollback {step_id}",
+    retry_condition_fn=is_retryable,
+    cache_policy=NO_CACHE,
+)
 def rollback_step(env: str, step_id: str) -> str:
     """Undo a step from its current Record and retire the Record; what happened, in words."""
     step = step_for(env, step_id)
@@ -103,3 +115,14 @@ def configured(task_: Task[..., Any], config: EnvironmentConfig) -> Task[..., An
         retry_delay_seconds=config.executor.retry_delay_seconds,
         timeout_seconds=config.phases.step_timeout_seconds,
     )
+
+
+def planned_changes(env: str, phase: int) -> list[tuple[str, Change | None]]:
+    """(step id, what it would change now or None), in run order; read-only."""
+    return [(step_id, plan(step_for(env, step_id))) for stage in stages(phase) for step_id in stage]
+
+
+@task(name="plan-phase", task_run_name="plan phase {phase}", cache_policy=NO_CACHE)
+def plan_phase(env: str, phase: int) -> list[tuple[str, Change | None]]:
+    """The phase's plan inside a run, for the approval form and the run's record."""
+    return planned_changes(env, phase)

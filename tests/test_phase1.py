@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 import requests
 from conftest import write_environment
+from typer.testing import CliRunner
 
 from flows.phase1 import phase1
 from flows.rollback import rollback_phase
 from phasegate.aws import AwsClients
 from phasegate.checkpoints import checkpoint_storage
+from phasegate.cli import app
 from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
 from phasegate.cost import load_price_table, price_inventory
 from phasegate.errors import PhaseFailed
@@ -253,6 +255,8 @@ def test_killed_at_each_step_boundary_resumes_without_duplicates(
     config = seeded_config(sandbox, tmp_path, targets={"compute": compute})
     seeded_shape = discover(config)
     _run_and_kill_after(config, boundary)
+    unlocked = CliRunner().invoke(app, ["unlock", str(config.source)])
+    assert unlocked.exit_code == 0 and "flow run" in unlocked.output, unlocked.output
 
     run(config)
     assert_phase1_end_state(config)

@@ -1,0 +1,87 @@
+"""The migration: per phase, plan -> approval -> phase -> health gate -> keep or roll back.
+
+The whole run holds the environment (one run per environment), phases not built yet are
+reported as skipped, and the first phase that does not complete stops the run: later phases
+never start on an environment whose last phase failed its gate.
+"""
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from flows.phase import run_phase
+from flows.rollback import rollback_phase
+from phasegate.approvals import ApprovalExpired, ApprovalPolicy, ApprovalRejected
+from phasegate.config import EnvironmentConfig, load_environment
+from phasegate.errors import PhaseFailed
+from phasegate.render import migration_markdown
+from phasegate.report import MigrationFailed, MigrationReport, PhaseOutcome
+from tasks.approvals import approval_gate
+from tasks.gates import health_gate
+from tasks.locks import environment_lock
+from tasks.registry import stages
+from tasks.reporting import cost_snapshot
+from tasks.runner import plan_phase
+
+
+def _phase(config: EnvironmentConfig, env: str, phase: int, auto_approve: bool) -> PhaseOutcome:
+    if not stages(phase):
+        return PhaseOutcome(phase=phase, status="skipped", detail="no steps built yet")
+    before = cost_snapshot(env)
+    outcome = PhaseOutcome(phase=phase, status="completed", cost_before=before)
+    changes = plan_phase(env, phase)
+    by_step = dict(changes)
+
+    def approve_step(step_id: str):
+        return approval_gate(
+            config, phase, [(step_id, by_step[step_id])], auto_approve_flag=auto_approve,
+            step=step_id,
+        )  # fmt: skip
+
+    try:
+        approval = approval_gate(config, phase, changes, auto_approve_flag=auto_approve)
+        outcome.approver = approval.approver
+        run_phase(env, phase, approval, approve_step)
+    except ApprovalRejected as exc:
+        outcome.status, outcome.detail = "rejected", str(exc)
+    except ApprovalExpired as exc:
+        outcome.status, outcome.detail = "expired", str(exc)
+    except PhaseFailed as exc:
+        rolled = config.phases.on_step_failure == "rollback"
+        outcome.status, outcome.detail = ("rolled back" if rolled else "failed"), str(exc)
+    else:
+        gate = health_gate(env)
+        outcome.gate, outcome.gate_reason = gate.verdict, gate.reason
+        if not gate.passed:
+            if config.gates.on_failure == "rollback":
+                rollback_phase(env, phase)
+                outcome.status = "rolled back"
+                outcome.detail = f"health gate failed ({gate.reason}); the phase was rolled back"
+            else:
+                outcome.status = "failed"
+                outcome.detail = (
+                    f"health gate failed ({gate.reason}); left as it is for the operator: "
+                    f"`phasegate rollback {config.name} --phase {phase}` undoes it"
+                )
+    outcome.cost_after = cost_snapshot(env)
+    return outcome
+
+
+@flow(name="migration", flow_run_name="{env}: migration")
+def migration(
+    env: str, phases: list[int] | None = None, auto_approve: bool = False
+) -> MigrationReport:
+    """Run `phases` (default: the config's enabled phases) on `env`, gated and approved."""
+    config = load_environment(env)
+    ApprovalPolicy.for_run(config, auto_approve)  # refuses prod --auto-approve before anything
+    report = MigrationReport(environment=config.name)
+    with environment_lock(config):
+        for phase in phases or config.phases.enabled:
+            report.phases.append(_phase(config, env, phase, auto_approve))
+            if not report.succeeded:
+                break
+    create_markdown_artifact(
+        markdown=migration_markdown(report), key=f"migration-{config.name}"[:64]
+    )
+    if not report.succeeded:
+        raise MigrationFailed(report)
+    return report

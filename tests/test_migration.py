@@ -1,0 +1,206 @@
+"""The migration flow: approvals, health gates, rollback on a failed gate, one run per env."""
+
+import contextvars
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import write_environment
+from prefect.client.orchestration import get_client
+from prefect.flow_runs import resume_flow_run
+from typer.testing import CliRunner
+
+from flows.migration import migration
+from phasegate.aws import AwsClients
+from phasegate.checkpoints import checkpoint_storage
+from phasegate.cli import app
+from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
+from phasegate.inventory import Inventory, discover
+from phasegate.report import MigrationFailed, MigrationReport
+from phasegate.sandbox.seed import seed_environment
+from phasegate.sandbox.simulator import WorkloadSimulator
+from tasks.locks import EnvironmentBusy
+
+pytestmark = pytest.mark.usefixtures("prefect_client_env")
+
+FAST_GATE = {"interval_seconds": 0.2, "count": 2, "lookback_minutes": 5}
+
+
+def shape(inv: Inventory) -> dict[str, Any]:
+    """The inventory without ids a rollback must change (new NAT gateways and EIPs)."""
+    from test_phase1 import shape as phase1_shape
+
+    return phase1_shape(inv)
+
+
+@pytest.fixture
+def make_env(sandbox: str, tmp_path: Path):
+    """Seed an environment and return its config; extra keys override the config."""
+
+    def make(name: str = "demo", **overrides: Any) -> EnvironmentConfig:
+        clients = AwsClients(AwsSettings(region="us-east-1", endpoint_url=sandbox))
+        seed_environment(clients, name, 1)
+        overrides.setdefault("gates", FAST_GATE)
+        return parse_environment(write_environment(tmp_path, name, sandbox, **overrides))
+
+    return make
+
+
+@pytest.fixture
+def simulator(tmp_path: Path) -> Iterator[list[EnvironmentConfig]]:
+    """A workload simulator publishing healthy metrics for the configs appended to the list."""
+    configs: list[EnvironmentConfig] = []
+    sim = WorkloadSimulator(lambda: configs, tick_seconds=0.3)
+    sim.start()
+    yield configs
+    sim.stop()
+
+
+def migrate(config: EnvironmentConfig, **kwargs: Any) -> MigrationReport:
+    with checkpoint_storage(config):
+        return migration(str(config.source), **kwargs)
+
+
+def test_healthy_migration_passes_its_gate_and_nat_falls_to_zero(make_env, simulator) -> None:
+    config = make_env()
+    simulator.append(config)
+    report = migrate(config, phases=[1, 2])
+    one, two = report.phases
+    assert (one.status, one.gate) == ("completed", "pass")
+    assert one.cost_before["NAT Gateway"] > 80 and one.cost_after["NAT Gateway"] == 0
+    assert one.cost_after["Total"] < one.cost_before["Total"]
+    assert one.approver == "phasegate"  # dev auto-approves
+    assert (two.status, two.detail) == ("skipped", "no steps built yet")
+
+
+def test_nodata_is_inconclusive_and_fails_the_gate_then_rolls_back(make_env) -> None:
+    config = make_env(gates={**FAST_GATE, "count": 3, "inconclusive_limit": 1})
+    before = discover(config)
+    with pytest.raises(MigrationFailed) as failed:
+        migrate(config, phases=[1])
+    [one] = failed.value.report.phases
+    assert (one.status, one.gate) == ("rolled back", "fail")
+    assert "inconclusive" in one.gate_reason
+    assert shape(discover(config)) == shape(before)
+
+
+def _paused_run(config: EnvironmentConfig) -> tuple[threading.Thread, dict[str, Any]]:
+    """Start a staging migration in a thread; wait until it pauses for approval."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["report"] = migrate(config, phases=[1])
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    # The test's Prefect API lives in a context variable: the thread must inherit it.
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(target,))
+    thread.start()
+    deadline = time.monotonic() + 120
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs()
+            paused = [r for r in runs if r.state and r.state.is_paused() and config.name in r.name]
+            if paused:
+                outcome["run_id"] = paused[0].id
+                return thread, outcome
+            time.sleep(0.5)
+    thread.join(timeout=5)
+    raise AssertionError(f"the run never paused: {outcome}")
+
+
+def test_staging_waits_for_approval_and_continues_when_approved(make_env, simulator) -> None:
+    config = make_env("stage-ok", tier="staging")
+    simulator.append(config)
+    thread, outcome = _paused_run(config)
+    assert len(discover(config).nat_gateways) == 2, "nothing may change before approval"
+    result = CliRunner().invoke(
+        app, ["approve", str(outcome["run_id"]), "--approver", "ana", "--comment", "go"]
+    )
+    assert result.exit_code == 0, result.output
+    thread.join(timeout=180)
+    report = outcome["report"]
+    assert report.phases[0].status == "completed" and report.phases[0].approver == "ana"
+    assert discover(config).nat_gateways == []
+
+
+def test_rejected_approval_changes_nothing(make_env) -> None:
+    config = make_env("stage-no", tier="staging")
+    before = discover(config)
+    thread, outcome = _paused_run(config)
+    resume_flow_run(
+        outcome["run_id"], run_input={"approved": False, "approver": "bo", "comment": "not now"}
+    )
+    thread.join(timeout=120)
+    assert isinstance(outcome.get("error"), MigrationFailed)
+    assert outcome["error"].report.phases[0].status == "rejected"
+    assert "bo" in str(outcome["error"]) and "not now" in str(outcome["error"])
+    assert discover(config) == before
+
+
+def test_approval_timeout_stops_safely(make_env) -> None:
+    config = make_env("stage-late", tier="staging", approvals={"timeout_seconds": 3})
+    before = discover(config)
+    with pytest.raises(MigrationFailed) as failed:
+        migrate(config, phases=[1])
+    assert failed.value.report.phases[0].status == "expired"
+    assert discover(config) == before
+
+
+def test_prod_auto_approve_is_refused_with_exit_2(make_env) -> None:
+    config = make_env("acme-prod", tier="prod")
+    result = CliRunner().invoke(app, ["run", str(config.source), "--phase", "1", "--auto-approve"])
+    assert result.exit_code == 2
+    assert "acme-prod" in result.output and "auto-approve" in result.output
+
+
+def test_a_second_run_on_the_same_environment_is_refused(make_env) -> None:
+    config = make_env("busy", tier="staging")
+    thread, outcome = _paused_run(config)  # holds the environment while it waits
+    try:
+        with pytest.raises(EnvironmentBusy) as busy:
+            migrate(config, phases=[1])
+        assert str(outcome["run_id"]) in str(busy.value)
+    finally:
+        resume_flow_run(outcome["run_id"], run_input={"approved": False, "approver": "x"})
+        thread.join(timeout=120)
+
+
+def test_killed_holder_frees_the_lock_after_its_lease_and_the_run_resumes(
+    make_env, simulator
+) -> None:
+    config = make_env("killed")
+    simulator.append(config)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "phasegate.cli", "run", str(config.source), "--phase", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env=os.environ.copy(),
+    )  # fmt: skip
+    assert child.stderr is not None
+    for line in child.stderr:
+        if '"step.verified"' in line and '"nat.remove"' in line:
+            os.killpg(child.pid, signal.SIGKILL)
+            break
+    child.wait(timeout=60)
+    assert child.returncode == -signal.SIGKILL
+
+    with pytest.raises(EnvironmentBusy):
+        migrate(config, phases=[1])
+    deadline = time.monotonic() + 150
+    while True:
+        try:
+            report = migrate(config, phases=[1])
+            break
+        except EnvironmentBusy:
+            assert time.monotonic() < deadline, "the lease never ran out"
+            time.sleep(5)
+    assert report.phases[0].status == "completed"
+    assert discover(config).nat_gateways == []
