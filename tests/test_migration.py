@@ -25,7 +25,7 @@ from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
 from phasegate.inventory import Inventory, discover
 from phasegate.report import MigrationFailed, MigrationReport
 from phasegate.sandbox.seed import seed_environment
-from phasegate.sandbox.simulator import WorkloadSimulator
+from phasegate.sandbox.simulator import WorkloadSimulator, set_fault
 from tasks.locks import EnvironmentBusy
 
 pytestmark = pytest.mark.usefixtures("prefect_client_env")
@@ -57,7 +57,7 @@ def make_env(sandbox: str, tmp_path: Path):
 def simulator(tmp_path: Path) -> Iterator[list[EnvironmentConfig]]:
     """A workload simulator publishing healthy metrics for the configs appended to the list."""
     configs: list[EnvironmentConfig] = []
-    sim = WorkloadSimulator(lambda: configs, tick_seconds=0.3)
+    sim = WorkloadSimulator(lambda: configs, tick_seconds=0.3, faults_file=tmp_path / "faults.json")
     sim.start()
     yield configs
     sim.stop()
@@ -78,6 +78,22 @@ def test_healthy_migration_passes_its_gate_and_nat_falls_to_zero(make_env, simul
     assert one.cost_after["Total"] < one.cost_before["Total"]
     assert one.approver == "phasegate"  # dev auto-approves
     assert (two.status, two.detail) == ("skipped", "no steps built yet")
+
+
+def test_5xx_after_graviton_fails_the_gate_and_the_phase_is_rolled_back(
+    make_env, simulator, tmp_path: Path
+) -> None:
+    config = make_env("faulty")
+    before = discover(config)
+    set_fault("faulty", "5xx", tmp_path / "faults.json", after="compute.graviton")
+    simulator.append(config)
+    with pytest.raises(MigrationFailed) as failed:
+        migrate(config, phases=[1])
+    [one] = failed.value.report.phases
+    assert (one.status, one.gate) == ("rolled back", "fail")
+    assert "alb-5xx-ratio" in one.gate_reason
+    assert one.cost_after == one.cost_before
+    assert shape(discover(config)) == shape(before)
 
 
 def test_nodata_is_inconclusive_and_fails_the_gate_then_rolls_back(make_env) -> None:
