@@ -7,13 +7,25 @@ class``, and nothing may be changed before the whole file is valid.
 """
 
 import difflib
+import functools
 import re
+import zoneinfo
 from collections.abc import Hashable
+from datetime import date
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from phasegate.errors import ConfigError
 from phasegate.home import config_dir, display_path, generated_environments_dir
@@ -177,13 +189,108 @@ class Window(_Section):
     duration_minutes: int = Field(gt=0, le=7 * 24 * 60)
 
 
+PHASES = (1, 2, 3)
+# How long each phase is expected to take (its steps and its health gate), in minutes: a phase
+# starts only if this much of its window is left. Phase 3 builds a second region, with an RDS
+# cross-region read replica, which takes long.
+DEFAULT_PHASE_ESTIMATES: dict[int, int] = {1: 30, 2: 15, 3: 60}
+# Names under the zoneinfo folder that are not IANA time zones (or depend on the machine).
+_NOT_IANA_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
+@functools.lru_cache(maxsize=1)
+def iana_time_zones() -> frozenset[str]:
+    """The IANA time zone names this machine's tz database knows."""
+    return frozenset(zoneinfo.available_timezones()) - _NOT_IANA_ZONES
+
+
+def _iana_zone(value: str) -> str:
+    zones = iana_time_zones()
+    if value in zones:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            pass
+        else:
+            return value
+    by_lower = {zone.lower(): zone for zone in zones}
+    close = [by_lower[value.lower()]] if value.lower() in by_lower else []
+    close = close or difflib.get_close_matches(value, sorted(zones), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else " (e.g. 'Europe/Berlin')"
+    raise ValueError(f"{value!r} is not an IANA time zone{hint}")
+
+
+def _iso_date(value: str) -> str:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError(f"{value!r} is not a date in the form YYYY-MM-DD, such as '2025-12-24'")
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date: no such day in the calendar") from None
+    return value
+
+
 class Schedule(_Section):
-    """When phases may run; empty windows mean any time."""
+    """When phases may run: weekly windows in an IANA zone, blackout dates, one window a phase.
+
+    A phase with no entry in phase_windows runs any time (blackout dates still block it). The
+    window arithmetic (DST gaps and overlaps, blackouts) lives in phasegate/schedule.py.
+    """
 
     timezone: str = "UTC"
     windows: dict[str, Window] = Field(default_factory=dict)
-    blackout_dates: list[str] = Field(default_factory=list)
+    blackout_dates: list[Annotated[str, AfterValidator(_iso_date)]] = Field(default_factory=list)
     phase_windows: dict[int, str] = Field(default_factory=dict)
+    phase_estimates: dict[int, Annotated[int, Field(ge=1, le=7 * 24 * 60)]] = Field(
+        default_factory=dict, validate_default=True
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return _iana_zone(value)
+
+    @field_validator("phase_windows")
+    @classmethod
+    def _known_windows(cls, value: dict[int, str], info: ValidationInfo) -> dict[int, str]:
+        windows = info.data.get("windows")  # absent when the windows themselves are invalid
+        problems = []
+        for phase, name in value.items():
+            if phase not in PHASES:
+                problems.append(f"phase {phase} does not exist; phases are 1, 2 and 3")
+            elif windows is not None and name not in windows:
+                defined = ", ".join(repr(w) for w in windows) or "none"
+                close = difflib.get_close_matches(name, list(windows), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                problems.append(
+                    f"phase {phase} uses window {name!r}, which schedule.windows does not "
+                    f"define ({hint}defined: {defined})"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("phase_estimates")
+    @classmethod
+    def _estimates_fit(cls, value: dict[int, int], info: ValidationInfo) -> dict[int, int]:
+        unknown = [phase for phase in value if phase not in PHASES]
+        if unknown:
+            raise ValueError(f"phase {unknown[0]} does not exist; phases are 1, 2 and 3")
+        merged = {**DEFAULT_PHASE_ESTIMATES, **value}
+        windows = info.data.get("windows") or {}
+        problems = []
+        for phase, name in (info.data.get("phase_windows") or {}).items():
+            window = windows.get(name)
+            if window is not None and merged[phase] > window.duration_minutes:
+                given = "" if phase in value else ", the default"
+                problems.append(
+                    f"phase {phase} is estimated at {merged[phase]} minutes{given}, which never "
+                    f"fits in its window {name!r} ({window.duration_minutes} minutes); lengthen "
+                    f"the window or set phase_estimates: {{{phase}: MINUTES}}"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return merged
 
 
 class Phases(_Section):

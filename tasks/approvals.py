@@ -100,11 +100,13 @@ def request_approval(
     *,
     step: str | None = None,
     poll_interval: float = DEFAULT_POLL_SECONDS,
+    timeout_seconds: float | None = None,
 ) -> Approval:
     """Pause the calling flow run until an operator answers; the approval if they approve.
 
     Raises ApprovalRejected if they reject, ApprovalExpired if nobody answers within
-    `config.approvals.timeout_seconds`. Must be called from inside a flow run.
+    `timeout_seconds` (default `config.approvals.timeout_seconds`; the migration passes less
+    when its maintenance window closes sooner). Must be called from inside a flow run.
     """
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
@@ -112,7 +114,8 @@ def request_approval(
     run = context.flow_run
     md = approval_description(config, phase, changes, step=step)
     key = pause_key(phase, step, md)
-    timeout = max(1, math.ceil(config.approvals.timeout_seconds))
+    wanted = config.approvals.timeout_seconds if timeout_seconds is None else timeout_seconds
+    timeout = max(1, math.ceil(wanted))
     log = get_logger("approvals", environment=config.name, phase=phase, step=step)
 
     create_markdown_artifact(
@@ -161,6 +164,7 @@ def approval_gate(
     auto_approve_flag: bool = False,
     step: str | None = None,
     poll_interval: float = DEFAULT_POLL_SECONDS,
+    timeout_seconds: float | None = None,
 ) -> Approval:
     """Apply the tier policy: auto-approve where it allows, else `request_approval`.
 
@@ -170,7 +174,10 @@ def approval_gate(
     policy = ApprovalPolicy.for_run(config, auto_approve_flag)
     needed = policy.needs_step_approval(step) if step else policy.needs_approval(phase)
     if needed:
-        return request_approval(config, phase, changes, step=step, poll_interval=poll_interval)
+        return request_approval(
+            config, phase, changes, step=step, poll_interval=poll_interval,
+            timeout_seconds=timeout_seconds,
+        )  # fmt: skip
     why = f"{config.tier} policy" if not step else f"{config.tier} asks no extra approval"
     get_logger("approvals", environment=config.name, phase=phase, step=step).info(
         "approval.automatic", reason=why
