@@ -3,6 +3,11 @@
 The whole run holds the environment (one run per environment), phases not built yet are
 reported as skipped, and the first phase that does not complete stops the run: later phases
 never start on an environment whose last phase failed its gate.
+
+Before each phase the window guard (phasegate/schedule.py) decides: outside its maintenance
+window the run waits for it (or, with `wait=False`, the phase is refused); on a blackout
+date, or with too little of the window left for the phase's estimate, it is refused. The
+phase's approval must come by the latest start that still fits in the window.
 """
 
 from prefect import flow
@@ -13,8 +18,16 @@ from flows.rollback import rollback_phase
 from phasegate.approvals import ApprovalExpired, ApprovalPolicy, ApprovalRejected
 from phasegate.config import EnvironmentConfig, load_environment
 from phasegate.errors import PhaseFailed
+from phasegate.logs import get_logger
 from phasegate.render import migration_markdown
 from phasegate.report import MigrationFailed, MigrationReport, PhaseOutcome
+from phasegate.schedule import (
+    WindowDecision,
+    check_window,
+    describe_instant,
+    wait_for_window,
+    zone,
+)
 from tasks.approvals import approval_gate
 from tasks.gates import health_gate
 from tasks.locks import environment_lock
@@ -23,9 +36,30 @@ from tasks.reporting import cost_snapshot
 from tasks.runner import plan_phase
 
 
-def _phase(config: EnvironmentConfig, env: str, phase: int, auto_approve: bool) -> PhaseOutcome:
+def _window_guard(config: EnvironmentConfig, phase: int, wait: bool) -> WindowDecision:
+    """Wait for the phase's window if allowed; the final decision (run or refuse), logged."""
+    log = get_logger("schedule", environment=config.name, phase=phase)
+
+    def waiting(decision: WindowDecision) -> None:
+        log.info("window.wait", until=str(decision.wait_until), reason=decision.message)
+
+    decision = wait_for_window(config, phase, wait=wait, on_wait=waiting)
+    if decision.action == "refuse":
+        log.warning("window.refused", reason=decision.message)
+    else:
+        log.info("window.open", reason=decision.message)
+    return decision
+
+
+def _phase(
+    config: EnvironmentConfig, env: str, phase: int, auto_approve: bool, wait: bool = True
+) -> PhaseOutcome:
     if not stages(phase):
         return PhaseOutcome(phase=phase, status="skipped", detail="no steps built yet")
+    window = _window_guard(config, phase, wait)
+    if window.action == "refuse":
+        return PhaseOutcome(phase=phase, status="refused", detail=window.message)
+    configured_timeout = config.approvals.timeout_seconds
     before = cost_snapshot(env)
     outcome = PhaseOutcome(phase=phase, status="completed", cost_before=before)
     changes = plan_phase(env, phase)
@@ -34,17 +68,31 @@ def _phase(config: EnvironmentConfig, env: str, phase: int, auto_approve: bool) 
     def approve_step(step_id: str):
         return approval_gate(
             config, phase, [(step_id, by_step[step_id])], auto_approve_flag=auto_approve,
-            step=step_id,
+            step=step_id, timeout_seconds=window.step_approval_timeout(configured_timeout),
         )  # fmt: skip
 
+    timeout = window.approval_timeout(configured_timeout)
     try:
-        approval = approval_gate(config, phase, changes, auto_approve_flag=auto_approve)
+        approval = approval_gate(
+            config, phase, changes, auto_approve_flag=auto_approve, timeout_seconds=timeout
+        )
         outcome.approver = approval.approver
+        late = check_window(config, phase, wait=False)  # planning and approval took time
+        if late.action == "refuse":
+            outcome.status, outcome.detail = "refused", late.message
+            outcome.cost_after = before
+            return outcome
         run_phase(env, phase, approval, approve_step)
     except ApprovalRejected as exc:
         outcome.status, outcome.detail = "rejected", str(exc)
     except ApprovalExpired as exc:
         outcome.status, outcome.detail = "expired", str(exc)
+        if timeout < configured_timeout and window.approval_deadline is not None:
+            tz = zone(config.schedule)
+            outcome.detail += (
+                f"; it had to come by {describe_instant(window.approval_deadline, tz)} for "
+                f"the phase to fit in window {window.window!r}"
+            )
     except PhaseFailed as exc:
         rolled = config.phases.on_step_failure == "rollback"
         outcome.status, outcome.detail = ("rolled back" if rolled else "failed"), str(exc)
@@ -68,15 +116,18 @@ def _phase(config: EnvironmentConfig, env: str, phase: int, auto_approve: bool) 
 
 @flow(name="migration", flow_run_name="{env}: migration")
 def migration(
-    env: str, phases: list[int] | None = None, auto_approve: bool = False
+    env: str, phases: list[int] | None = None, auto_approve: bool = False, wait: bool = True
 ) -> MigrationReport:
-    """Run `phases` (default: the config's enabled phases) on `env`, gated and approved."""
+    """Run `phases` (default: the config's enabled phases) on `env`, gated and approved.
+
+    `wait=False` (--no-wait) refuses a phase outside its window instead of waiting for it.
+    """
     config = load_environment(env)
     ApprovalPolicy.for_run(config, auto_approve)  # refuses prod --auto-approve before anything
     report = MigrationReport(environment=config.name)
     with environment_lock(config):
         for phase in phases or config.phases.enabled:
-            report.phases.append(_phase(config, env, phase, auto_approve))
+            report.phases.append(_phase(config, env, phase, auto_approve, wait))
             if not report.succeeded:
                 break
     create_markdown_artifact(

@@ -10,14 +10,16 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from prefect import tags
+from prefect.settings import PREFECT_API_URL
 from rich.console import Console
 
+from phasegate import deploy as deployments
 from phasegate import entrypoints
 from phasegate.approvals import check_auto_approve_allowed
 from phasegate.checkpoints import checkpoint_storage
 from phasegate.config import load_environment
 from phasegate.cost import load_price_table, price_inventory
-from phasegate.errors import PhasegateError
+from phasegate.errors import ConfigError, PhasegateError
 from phasegate.gates import GateFailed, GateRound, HealthGate, gate_table
 from phasegate.inventory import discover
 from phasegate.logs import configure
@@ -143,13 +145,15 @@ def plan(env: EnvArg, phase: PhaseOpt = None, as_json: JsonOpt = False) -> None:
             console.print(f"Phase {n}: skipped, no steps built yet.")
 
 
-def _migrate(env: str, phases: list[int] | None, auto_approve: bool) -> MigrationReport:
+def _migrate(
+    env: str, phases: list[int] | None, auto_approve: bool, wait: bool = True
+) -> MigrationReport:
     """Run the migration flow and print its before/after table, also when a phase fails."""
     config = load_environment(env)
     check_auto_approve_allowed(config, auto_approve)
     with checkpoint_storage(config), tags(environment_tag(config.name)):
         try:
-            report = entrypoints.load(entrypoints.MIGRATION_FLOW)(env, phases, auto_approve)
+            report = entrypoints.load(entrypoints.MIGRATION_FLOW)(env, phases, auto_approve, wait)
         except MigrationFailed as exc:
             console.print(migration_table(exc.report))
             raise
@@ -165,9 +169,19 @@ def run(
     auto_approve: Annotated[
         bool, typer.Option("--auto-approve", help="Approve every phase (dev only; never prod)")
     ] = False,
+    no_wait: Annotated[
+        bool,
+        typer.Option(
+            "--no-wait",
+            help="Refuse a phase outside its maintenance window (exit 1) instead of waiting",
+        ),
+    ] = False,
 ) -> None:
-    """Run the migration (or one phase) on ENV: plan, approval, phase, health gate."""
-    _migrate(env, [phase] if phase else None, auto_approve)
+    """Run the migration (or one phase) on ENV: plan, approval, phase, health gate.
+
+    A phase outside its schedule window waits for the window to open, unless --no-wait.
+    """
+    _migrate(env, [phase] if phase else None, auto_approve, wait=not no_wait)
 
 
 @app.command()
@@ -205,6 +219,30 @@ def unlock(env: EnvArg) -> None:
     config = load_environment(env)
     holder = entrypoints.load(entrypoints.FORCE_UNLOCK)(config.name)
     console.print(f"{config.name}: lock broken (it was held by {holder or 'nobody known'})")
+
+
+PoolOpt = Annotated[str, typer.Option("--pool", help="The process work pool (created if missing)")]
+
+
+@app.command()
+@reports_errors
+def deploy(env: EnvArg, pool: PoolOpt = deployments.DEFAULT_POOL) -> None:
+    """Create or update ENV's deployments, one per enabled phase, on a process work pool."""
+    if not PREFECT_API_URL.value():
+        raise ConfigError(
+            "phasegate deploy needs a Prefect server to keep the deployments: start one "
+            "(prefect server start) and set PREFECT_API_URL, e.g. http://127.0.0.1:4200/api"
+        )
+    for item in deployments.deploy(env, pool):
+        console.print(item.describe(), highlight=False, soft_wrap=True)
+    console.print(f"Start a worker: prefect worker start --pool {pool}", highlight=False)
+
+
+@app.command()
+@reports_errors
+def serve(env: EnvArg) -> None:
+    """Serve ENV's deployments from this process (no work pool, no worker) until Ctrl-C."""
+    deployments.serve(env)
 
 
 @app.command()

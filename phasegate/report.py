@@ -6,7 +6,9 @@ from pydantic import BaseModel, Field
 
 from phasegate.errors import PhasegateError
 
-PhaseStatus = Literal["completed", "skipped", "failed", "rolled back", "rejected", "expired"]
+PhaseStatus = Literal[
+    "completed", "skipped", "failed", "rolled back", "rejected", "expired", "refused"
+]  # refused: the window guard (phasegate/schedule.py) did not let the phase start
 
 
 class PhaseOutcome(BaseModel):
