@@ -9,6 +9,15 @@ Rejected: ApprovalRejected. No answer within `approvals.timeout_seconds`: Approv
 Either way the flow raises before the next change, so the run ends Failed having changed
 nothing more.
 
+A run started from a deployment (by a worker, or `phasegate serve`) is suspended instead
+(`suspend_flow_run`): its process exits while it waits, so it holds no worker slot and no
+environment lock (the lock's `with` unwinds and releases the slot). The answer resumes it: the
+worker starts the flow again from the top, finished steps come back Cached from their
+checkpoints, and this same call, with the same key, returns the stored answer instead of asking
+again. That needs a description that does not change between the two runs (it is built from
+the plan only). A suspended run whose timeout passes is marked Failed by the Prefect server
+("The flow was paused and never resumed"); a later `phasegate approve` is refused.
+
 Measured on Prefect 3.9.1: on timeout `pause_flow_run` raises
 `prefect.exceptions.FlowPauseTimeout`; a resume arriving after the server-side pause deadline
 is refused, so a late `phasegate approve` cannot resume a run that has given up, and Prefect
@@ -27,7 +36,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 from prefect.exceptions import FlowPauseTimeout, NotPausedError, ObjectNotFound
-from prefect.flow_runs import pause_flow_run, resume_flow_run
+from prefect.flow_runs import pause_flow_run, resume_flow_run, suspend_flow_run
 from prefect.input import RunInput
 from pydantic import Field, ValidationError, field_validator
 
@@ -136,9 +145,12 @@ def request_approval(
     # No approver="" here: an initial value replaces the field, and with it the non-empty
     # constraint, in the form's schema (measured), so an empty approver would be accepted.
     try:
-        answer = pause_flow_run(
-            wait_for_input=form, timeout=timeout, poll_interval=poll_interval, key=key
-        )
+        if run.deployment_id is not None:  # no worker slot held while waiting; see above
+            answer = suspend_flow_run(wait_for_input=form, timeout=timeout, key=key)
+        else:
+            answer = pause_flow_run(
+                wait_for_input=form, timeout=timeout, poll_interval=poll_interval, key=key
+            )
     except FlowPauseTimeout:
         log.warning("approval.expired", timeout_seconds=timeout)
         raise ApprovalExpired(config.name, phase, timeout, step) from None

@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.tasks import Task
 
-from phasegate.checkpoints import Checkpoints
+from phasegate.checkpoints import Checkpoints, task_result_storage
 from phasegate.config import EnvironmentConfig, load_environment
 from phasegate.errors import AwsCallError, ConfigError, WaitTimeout
 from phasegate.lifecycle import StepFailed, execute, plan, still_holds, undo
@@ -109,11 +109,17 @@ def rollback_step(env: str, step_id: str) -> str:
 
 
 def configured(task_: Task[..., Any], config: EnvironmentConfig) -> Task[..., Any]:
-    """A task with the environment's retry and timeout settings."""
+    """A task with the environment's retry and timeout settings and checkpoint storage.
+
+    The storage travels with the task, not with the process's settings, so a run started by a
+    worker (no CLI around it) or resumed after a suspended approval writes and finds the
+    Records where every other process does.
+    """
     return task_.with_options(
         retries=config.executor.step_retries,
         retry_delay_seconds=config.executor.retry_delay_seconds,
         timeout_seconds=config.phases.step_timeout_seconds,
+        result_storage=task_result_storage(config),
     )
 
 

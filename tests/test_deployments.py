@@ -1,0 +1,256 @@
+"""Deployments on a real `prefect server start`, a process work pool and a worker subprocess.
+
+The integration test is the issue's: deploy phase 1 of a staging environment in the sandbox,
+start `prefect worker start`, trigger the deployment, find the run Suspended (its process gone,
+nothing changed in AWS), approve it with `phasegate approve`, and see the resumed run complete.
+A second run of the same deployment finds every step's checkpoint: its run-step task runs are
+Cached and it makes no mutating AWS call.
+"""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from conftest import write_environment
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import FlowRun, State
+from prefect.deployments import run_deployment
+from test_phase1 import assert_phase1_end_state, clear_calls, mutating_calls
+from typer.testing import CliRunner
+
+from phasegate import deploy as deployments
+from phasegate.aws import AwsClients
+from phasegate.cli import app
+from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
+from phasegate.home import REPO_ROOT
+from phasegate.inventory import discover
+from phasegate.sandbox.seed import seed_environment
+from phasegate.sandbox.simulator import WorkloadSimulator
+from phasegate.status import environment_tag
+from tasks.registry import stages
+
+pytestmark = pytest.mark.usefixtures("prefect_client_env")
+
+PHASE_1_STEPS = {step for stage in stages(1) for step in stage}
+FAST_GATE = {"interval_seconds": 0.2, "count": 2, "lookback_minutes": 5}
+
+
+def wait_for_run(
+    run_id: UUID, done: Callable[[State], bool], what: str, log: Path, timeout: float = 120
+) -> FlowRun:
+    """Poll the API until the run's state satisfies `done`; fail with the worker's log."""
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(run_id)
+            if run.state is not None and done(run.state):
+                return run
+            if (run.state is not None and run.state.is_final()) or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"flow run {run_id} never became {what}: it is {run.state!r}\n"
+                    f"worker log:\n{log.read_text()[-6000:]}"
+                )
+            time.sleep(0.25)
+
+
+def changes(sandbox: str) -> list[str]:
+    """Mutating AWS calls at the sandbox, but the simulator's metric publishing."""
+    return [c for c in mutating_calls(sandbox) if c != "monitoring:PutMetricData"]
+
+
+def task_runs(run_id: UUID) -> list[tuple[str, str]]:
+    """(task run name, state name) of a flow run's task runs."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+        )
+    return sorted((r.name, r.state.name if r.state else "") for r in runs)
+
+
+def approve(run_id: UUID, approver: str) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["approve", str(run_id), "--approver", approver, "--comment", "in the window"],
+    )
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture
+def worker(tmp_path: Path, prefect_api: str) -> Iterator[Callable[[str], Path]]:
+    """Start `prefect worker start --pool POOL` in the repository; its log file."""
+    started: list[subprocess.Popen[bytes]] = []
+    logs = []
+
+    def start(pool: str) -> Path:
+        log = tmp_path / f"worker-{pool}.log"
+        out = log.open("w")
+        logs.append(out)
+        env = {
+            **os.environ,
+            "PREFECT_API_URL": prefect_api,
+            "PREFECT_WORKER_QUERY_SECONDS": "1",  # pick runs (and resumed runs) up quickly
+            "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+        }
+        started.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+        return log
+
+    yield start
+    for proc in started:  # a worker ignores SIGTERM from here: SIGINT, then SIGKILL
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # any flow-run child left behind
+    for out in logs:
+        out.close()
+
+
+@pytest.fixture
+def staging(sandbox: str, tmp_path: Path) -> Iterator[EnvironmentConfig]:
+    """A seeded staging environment (approval required) with a simulator publishing healthy
+    gate metrics; no maintenance window, so a triggered run starts at once."""
+    name = "dep-stage"
+    seed_environment(AwsClients(AwsSettings(region="us-east-1", endpoint_url=sandbox)), name, 1)
+    config = parse_environment(
+        write_environment(
+            tmp_path, name, sandbox, tier="staging", gates=FAST_GATE, phases={"enabled": [1]}
+        )
+    )
+    simulator = WorkloadSimulator(lambda: [config], tick_seconds=0.3)
+    simulator.start()
+    yield config
+    simulator.stop()
+
+
+def test_a_deployed_phase_suspends_for_approval_and_resumes_from_checkpoints(
+    staging: EnvironmentConfig, sandbox: str, worker: Callable[[str], Path]
+) -> None:
+    pool = f"pg-test-{uuid4().hex[:8]}"
+    [item] = deployments.deploy(str(staging.source), pool)
+    assert item.full_name == "migration/dep-stage-phase-1" and item.cron is None
+    assert item.parameters == {"env": str(staging.source), "phases": [1]}
+    log = worker(pool)
+    clear_calls(sandbox)
+    timings: dict[str, float] = {}
+
+    t0 = time.monotonic()
+    run = run_deployment(item.full_name, timeout=0)
+    suspended = wait_for_run(run.id, lambda s: s.is_paused(), "Suspended", log)
+    timings["trigger -> suspended"] = time.monotonic() - t0
+    assert suspended.state is not None and suspended.state.name == "Suspended"
+    assert environment_tag(staging.name) in suspended.tags
+    assert changes(sandbox) == [], "nothing may change before the approval"
+    assert len(discover(staging).nat_gateways) == 2
+
+    t0 = time.monotonic()
+    approve(run.id, "ana")
+    done = wait_for_run(run.id, lambda s: s.is_completed(), "Completed", log)
+    timings["approve -> completed"] = time.monotonic() - t0
+    assert_phase1_end_state(staging)
+    steps = [name for name, _ in task_runs(run.id) if "." in name and "checkpoint" not in name]
+    assert {"nat.assess", "nat.remove", "database.resize", "cache.resize"} <= set(steps)
+    names = [name for name, _ in task_runs(run.id)]
+    assert names.count("plan phase 1") == 2, "resumed from the top in a new process"
+    assert done.state is not None and done.state.is_completed()
+
+    # A second run of the deployment finds every step's checkpoint (written by the first
+    # run's worker process): nothing is applied again.
+    clear_calls(sandbox)
+    t0 = time.monotonic()
+    again = run_deployment(item.full_name, timeout=0)
+    wait_for_run(again.id, lambda s: s.is_paused(), "Suspended", log)
+    approve(again.id, "bo")
+    wait_for_run(again.id, lambda s: s.is_completed(), "Completed", log)
+    timings["second run, approved"] = time.monotonic() - t0
+    step_states = {name: state for name, state in task_runs(again.id) if name in PHASE_1_STEPS}
+    assert step_states and set(step_states.values()) == {"Cached"}, step_states
+    assert changes(sandbox) == []
+    assert_phase1_end_state(staging)
+    print("timings:", {k: round(v, 1) for k, v in timings.items()})
+
+
+def test_deployments_are_scheduled_by_the_phase_window_in_the_environment_timezone(
+    sandbox: str, tmp_path: Path
+) -> None:
+    schedule: dict[str, Any] = {
+        "timezone": "Europe/Berlin",
+        "windows": {
+            "nightly": {"days": ["tue", "wed", "thu"], "start": "02:30", "duration_minutes": 120},
+            "weekend": {"days": ["sun", "sat"], "start": "06:00", "duration_minutes": 240},
+        },
+        "phase_windows": {1: "nightly", 2: "weekend"},
+    }
+    path = write_environment(tmp_path, "dep-cron", sandbox, schedule=schedule)
+    pool = f"pg-cron-{uuid4().hex[:8]}"  # no worker: the scheduled runs stay where they are
+    items = deployments.deploy(str(path), pool)
+    assert [(i.name, i.cron) for i in items] == [
+        ("dep-cron-phase-1", "30 2 * * 2,3,4"),
+        ("dep-cron-phase-2", "0 6 * * 0,6"),
+        ("dep-cron-phase-3", None),
+    ]
+
+    def read_back() -> dict[str, Any]:
+        with get_client(sync_client=True) as client:
+            assert client.read_work_pool(pool).type == "process"
+            found = {}
+            for i in items:
+                d = client.read_deployment_by_name(i.full_name)
+                found[i.name] = (
+                    [(s.schedule.cron, s.schedule.timezone) for s in d.schedules],  # type: ignore[union-attr]
+                    d.parameters,
+                    d.tags,
+                    d.work_pool_name,
+                    d.entrypoint,
+                )
+        return found
+
+    found = read_back()
+    assert found["dep-cron-phase-1"] == (
+        [("30 2 * * 2,3,4", "Europe/Berlin")],
+        {"env": str(path.resolve()), "phases": [1]},
+        [environment_tag("dep-cron")],
+        pool,
+        "flows/migration.py:migration",
+    )
+    assert found["dep-cron-phase-2"][0] == [("0 6 * * 0,6", "Europe/Berlin")]
+    assert found["dep-cron-phase-3"][0] == []
+
+    # Redeploying after the window is dropped from the config takes its schedule away.
+    write_environment(tmp_path, "dep-cron", sandbox, schedule={**schedule, "phase_windows": {}})
+    deployments.deploy(str(path), pool)
+    assert [v[0] for v in read_back().values()] == [[], [], []]
+
+
+def test_deploy_without_a_prefect_server_is_refused(
+    tmp_path: Path, sandbox: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    path = write_environment(tmp_path, "dep-none", sandbox)
+    monkeypatch.delenv("PREFECT_API_URL")
+    with temporary_settings({PREFECT_API_URL: None}):
+        result = CliRunner().invoke(app, ["deploy", str(path)])
+    assert result.exit_code == 2
+    assert "PREFECT_API_URL" in result.output
