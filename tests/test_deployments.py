@@ -27,8 +27,11 @@ from prefect.deployments import run_deployment
 from test_phase1 import assert_phase1_end_state, clear_calls, mutating_calls
 from typer.testing import CliRunner
 
+from flows.phase1 import phase1
+from flows.rollback import rollback_phase
 from phasegate import deploy as deployments
 from phasegate.aws import AwsClients
+from phasegate.checkpoints import Checkpoints
 from phasegate.cli import app
 from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
 from phasegate.home import REPO_ROOT
@@ -254,3 +257,38 @@ def test_deploy_without_a_prefect_server_is_refused(
         result = CliRunner().invoke(app, ["deploy", str(path)])
     assert result.exit_code == 2
     assert "PREFECT_API_URL" in result.output
+
+
+def test_checkpoints_in_s3_are_written_by_the_steps_and_found_by_a_rerun(
+    sandbox: str, tmp_path: Path
+) -> None:
+    """executor.result_storage: s3://BUCKET/PREFIX (prefect-aws S3Bucket, the sandbox's S3)."""
+    clients = AwsClients(AwsSettings(region="us-east-1", endpoint_url=sandbox))
+    seed_environment(clients, "dep-s3", 1)
+    clients.s3.create_bucket(Bucket="pg-checkpoints")
+    config = parse_environment(
+        write_environment(
+            tmp_path, "dep-s3", sandbox, executor={"result_storage": "s3://pg-checkpoints/ckpt"}
+        )
+    )
+    records = phase1(str(config.source))  # no checkpoint_storage() around it: like a worker
+    assert_phase1_end_state(config)
+    keys = [o["Key"] for o in clients.s3.list_objects_v2(Bucket="pg-checkpoints")["Contents"]]
+    assert f"ckpt/{records[1].key}" in keys, keys  # the nat.remove Record, under the prefix
+    checkpoints = Checkpoints(config)
+    assert checkpoints.path is None  # nothing local
+    assert checkpoints.current(1, "nat.remove") == records[1]
+
+    clear_calls(sandbox)
+    state = phase1(str(config.source), return_state=True)
+    assert state.is_completed()
+    assert [c for c in mutating_calls(sandbox) if not c.startswith("s3:")] == []
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+    step_states = {name: s for name, s in task_runs(run.id) if name in PHASE_1_STEPS}
+    assert set(step_states.values()) == {"Cached"}, step_states
+
+    assert rollback_phase(str(config.source), 1)["nat.remove"] == "rolled back"
+    assert len(discover(config).nat_gateways) == 2
+    assert checkpoints.generation(1, "nat.remove") == 1  # retired in S3
+    assert checkpoints.current(1, "nat.remove") is None
