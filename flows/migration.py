@@ -28,7 +28,7 @@ from phasegate.schedule import (
     wait_for_window,
     zone,
 )
-from tasks.approvals import approval_gate
+from tasks.approvals import Approval, approval_gate
 from tasks.gates import health_gate
 from tasks.locks import environment_lock
 from tasks.registry import stages
@@ -65,7 +65,13 @@ def _phase(
     changes = plan_phase(env, phase)
     by_step = dict(changes)
 
-    def approve_step(step_id: str):
+    policy = ApprovalPolicy.for_run(config, auto_approve)
+
+    def approve_step(step_id: str) -> Approval | None:
+        """Only a step the policy singles out (prod: nat.remove) is approved on its own; the
+        others carry the phase's approval."""
+        if not policy.needs_step_approval(step_id):
+            return None
         return approval_gate(
             config, phase, [(step_id, by_step[step_id])], auto_approve_flag=auto_approve,
             step=step_id, timeout_seconds=window.step_approval_timeout(configured_timeout),
