@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from flows.migration import migration
 from phasegate.aws import AwsClients
-from phasegate.checkpoints import checkpoint_storage
+from phasegate.checkpoints import Checkpoints, checkpoint_storage
 from phasegate.cli import app
 from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
 from phasegate.inventory import Inventory, discover
@@ -27,6 +27,7 @@ from phasegate.report import MigrationFailed, MigrationReport
 from phasegate.sandbox.seed import seed_environment
 from phasegate.sandbox.simulator import WorkloadSimulator, set_fault
 from tasks.locks import EnvironmentBusy
+from tasks.registry import stages
 
 pytestmark = pytest.mark.usefixtures("prefect_client_env")
 
@@ -146,6 +147,9 @@ def test_staging_waits_for_approval_and_continues_when_approved(make_env, simula
     report = outcome["report"]
     assert report.phases[0].status == "completed" and report.phases[0].approver == "ana"
     assert discover(config).nat_gateways == []
+    checkpoints = Checkpoints(config)
+    records = [checkpoints.current(1, step) for stage in stages(1) for step in stage]
+    assert {(r.approver, r.comment) for r in records if r} == {("ana", "go")}
 
 
 def test_rejected_approval_changes_nothing(make_env) -> None:
