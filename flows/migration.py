@@ -15,9 +15,15 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.phase import run_phase
 from flows.rollback import rollback_phase
-from phasegate.approvals import ApprovalExpired, ApprovalPolicy, ApprovalRejected
+from phasegate.approvals import (
+    ApprovalExpired,
+    ApprovalPolicy,
+    ApprovalRejected,
+    failed_gate_description,
+)
 from phasegate.config import EnvironmentConfig, load_environment
 from phasegate.errors import PhaseFailed
+from phasegate.gates import GateResult, render_markdown
 from phasegate.logs import get_logger
 from phasegate.render import migration_markdown
 from phasegate.report import MigrationFailed, MigrationReport, PhaseOutcome
@@ -28,7 +34,7 @@ from phasegate.schedule import (
     wait_for_window,
     zone,
 )
-from tasks.approvals import Approval, approval_gate
+from tasks.approvals import Approval, approval_gate, ask_operator
 from tasks.gates import health_gate
 from tasks.locks import environment_lock
 from tasks.registry import stages
@@ -106,18 +112,37 @@ def _phase(
         gate = health_gate(env)
         outcome.gate, outcome.gate_reason = gate.verdict, gate.reason
         if not gate.passed:
-            if config.gates.on_failure == "rollback":
-                rollback_phase(env, phase)
-                outcome.status = "rolled back"
-                outcome.detail = f"health gate failed ({gate.reason}); the phase was rolled back"
-            else:
-                outcome.status = "failed"
-                outcome.detail = (
-                    f"health gate failed ({gate.reason}); left as it is for the operator: "
-                    f"`phasegate rollback {config.name} --phase {phase}` undoes it"
-                )
+            _after_failed_gate(config, env, phase, gate, outcome)
     outcome.cost_after = cost_snapshot(env)
     return outcome
+
+
+def _after_failed_gate(
+    config: EnvironmentConfig, env: str, phase: int, gate: GateResult, outcome: PhaseOutcome
+) -> None:
+    """Roll the phase back at once, or (gates.on_failure: pause) let the operator decide."""
+    failed = f"health gate failed ({gate.reason})"
+    if config.gates.on_failure == "pause":
+        try:
+            decision = ask_operator(
+                config, phase, failed_gate_description(config, phase, render_markdown(gate)),
+                step="gate", subject=f"Health gate failed: {config.name} phase {phase}",
+            )  # fmt: skip
+        except ApprovalExpired:
+            outcome.status = "failed"
+            outcome.detail = (
+                f"{failed}; nobody decided in time, so it is left as it is: "
+                f"`phasegate rollback {config.name} --phase {phase}` undoes it"
+            )
+            return
+        except ApprovalRejected as rejected:
+            failed = f"{failed}; {rejected}"
+        else:
+            outcome.detail = f"{failed}; kept by {decision.approver}: {decision.comment}"
+            return
+    rollback_phase(env, phase)
+    outcome.status = "rolled back"
+    outcome.detail = f"{failed}; the phase was rolled back"
 
 
 @flow(name="migration", flow_run_name="{env}: migration")

@@ -249,3 +249,12 @@ def describe(
 def stamp(record: Record, approver: str, comment: str) -> Record:
     """A copy of `record` carrying who approved its change and what they said."""
     return record.model_copy(update={"approver": approver, "comment": comment or None})
+
+
+def failed_gate_description(config: EnvironmentConfig, phase: int, gate_markdown: str) -> str:
+    """The form an operator answers when a phase's health gate failed and config says pause."""
+    return (
+        f"## Health gate failed: {config.name} ({config.tier}), phase {phase}\n\n"
+        "The phase is applied but its health gate did not pass. **Approve** to keep the phase "
+        "as it is and go on; **reject** to roll the phase back now.\n\n" + gate_markdown
+    )

@@ -117,31 +117,57 @@ def request_approval(
     `timeout_seconds` (default `config.approvals.timeout_seconds`; the migration passes less
     when its maintenance window closes sooner). Must be called from inside a flow run.
     """
+    return ask_operator(
+        config,
+        phase,
+        approval_description(config, phase, changes, step=step),
+        step=step,
+        subject=f"Plan awaiting approval: {config.name} phase {phase}"
+        + (f" step {step}" if step else ""),
+        poll_interval=poll_interval,
+        timeout_seconds=timeout_seconds,
+        monthly_cost_delta=total_delta(changes),
+    )
+
+
+def ask_operator(
+    config: EnvironmentConfig,
+    phase: int,
+    description: str,
+    *,
+    step: str | None,
+    subject: str,
+    poll_interval: float = DEFAULT_POLL_SECONDS,
+    timeout_seconds: float | None = None,
+    **log_context: object,
+) -> Approval:
+    """Publish `description`, then wait for the operator's Approval on the Resume form.
+
+    The one way phasegate asks a person anything: a plan before it is applied, or what to do
+    with a phase whose health gate failed. Rejected: ApprovalRejected; no answer in time:
+    ApprovalExpired.
+    """
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
-        raise RuntimeError("request_approval must be called from inside a Prefect flow run")
+        raise RuntimeError("ask_operator must be called from inside a Prefect flow run")
     run = context.flow_run
-    md = approval_description(config, phase, changes, step=step)
-    key = pause_key(phase, step, md)
+    key = pause_key(phase, step, description)
     wanted = config.approvals.timeout_seconds if timeout_seconds is None else timeout_seconds
     timeout = max(1, math.ceil(wanted))
     log = get_logger("approvals", environment=config.name, phase=phase, step=step)
 
     create_markdown_artifact(
-        markdown=md,
-        key=artifact_key(config.name, phase, step),
-        description=f"Plan awaiting approval: {config.name} phase {phase}"
-        + (f" step {step}" if step else ""),
+        markdown=description, key=artifact_key(config.name, phase, step), description=subject
     )
     log.info(
         "approval.requested",
         flow_run_id=str(run.id),
         tier=config.tier,
-        monthly_cost_delta=total_delta(changes),
         timeout_seconds=timeout,
         answer_with=f"phasegate approve {run.id} --approver NAME [--reject] [--comment TEXT]",
+        **log_context,
     )
-    form = Approval.with_initial_data(description=md, approved=False)
+    form = Approval.with_initial_data(description=description, approved=False)
     # No approver="" here: an initial value replaces the field, and with it the non-empty
     # constraint, in the form's schema (measured), so an empty approver would be accepted.
     try:

@@ -108,6 +108,22 @@ def test_nodata_is_inconclusive_and_fails_the_gate_then_rolls_back(make_env) -> 
     assert shape(discover(config)) == shape(before)
 
 
+def test_failed_gate_pauses_for_the_operator_who_rolls_it_back(make_env) -> None:
+    """gates.on_failure: pause — no metrics fail the gate, the run waits, a reject undoes it."""
+    config = make_env("paused-gate", gates={**FAST_GATE, "on_failure": "pause"})
+    before = discover(config)
+    thread, outcome = _paused_run(config)
+    assert discover(config).nat_gateways == [], "the phase is applied while the operator decides"
+    resume_flow_run(
+        outcome["run_id"], run_input={"approved": False, "approver": "ops", "comment": "5xx"}
+    )
+    thread.join(timeout=180)
+    [one] = outcome["error"].report.phases
+    assert (one.status, one.gate) == ("rolled back", "fail")
+    assert "ops" in one.detail and "inconclusive" in one.detail
+    assert shape(discover(config)) == shape(before)
+
+
 def _paused_run(config: EnvironmentConfig) -> tuple[threading.Thread, dict[str, Any]]:
     """Start a staging migration in a thread; wait until it pauses for approval."""
     outcome: dict[str, Any] = {}
