@@ -106,7 +106,7 @@ def _schedules(item: PhaseDeployment) -> list[Any]:
     return [Cron(item.cron, timezone=item.timezone)] if item.cron else []
 
 
-def _description(item: PhaseDeployment) -> str:
+def description(item: PhaseDeployment) -> str:
     return (
         f"phasegate: phase {item.phase} of the migration of `{item.environment}` (plan, "
         "approval, phase, health gate). "
@@ -160,7 +160,7 @@ def deploy(
                 parameters=item.parameters,
                 schedules=_schedules(item),
                 tags=list(item.tags),
-                description=_description(item),
+                description=description(item),
                 build=False,
                 push=False,
                 print_next_steps=False,
@@ -184,7 +184,7 @@ def serve(env: str, limit: int | None = None) -> None:
             parameters=item.parameters,
             schedules=_schedules(item),
             tags=list(item.tags),
-            description=_description(item),
+            description=description(item),
         )
         for item in plan_deployments(env)
     ]

@@ -19,6 +19,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+import yaml
 from conftest import write_environment
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -40,6 +41,7 @@ from phasegate.sandbox.seed import seed_environment
 from phasegate.sandbox.simulator import WorkloadSimulator
 from phasegate.status import environment_tag
 from tasks.registry import stages
+from tasks.status import environment_status
 
 pytestmark = pytest.mark.usefixtures("prefect_client_env")
 
@@ -166,6 +168,8 @@ def test_a_deployed_phase_suspends_for_approval_and_resumes_from_checkpoints(
     assert environment_tag(staging.name) in suspended.tags
     assert changes(sandbox) == [], "nothing may change before the approval"
     assert len(discover(staging).nat_gateways) == 2
+    [pending] = environment_status(str(staging.source)).pending_approvals
+    assert pending.command == f"phasegate approve {run.id} --approver NAME", pending
 
     t0 = time.monotonic()
     approve(run.id, "ana")
@@ -292,3 +296,23 @@ def test_checkpoints_in_s3_are_written_by_the_steps_and_found_by_a_rerun(
     assert len(discover(config).nat_gateways) == 2
     assert checkpoints.generation(1, "nat.remove") == 1  # retired in S3
     assert checkpoints.current(1, "nat.remove") is None
+
+
+def test_prefect_yaml_declares_what_phasegate_deploy_creates_for_the_demo() -> None:
+    spec = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
+    declared = [
+        (
+            d["name"], d["entrypoint"], d["parameters"], tuple(d["tags"]), d["work_pool"]["name"],
+            d["schedules"], d["description"],
+        )
+        for d in spec["deployments"]
+    ]  # fmt: skip
+    expected = [
+        (
+            i.name, deployments.ENTRYPOINT, i.parameters, i.tags, deployments.DEFAULT_POOL,
+            [{"cron": i.cron, "timezone": i.timezone}] if i.cron else [],
+            deployments.description(i),
+        )
+        for i in deployments.plan_deployments("demo")
+    ]  # fmt: skip
+    assert declared == expected
