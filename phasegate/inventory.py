@@ -169,6 +169,44 @@ def _paginate(client: Any, operation: str, key: str, **params: Any) -> list[dict
     ]
 
 
+# The IAM actions each Discovery reader below calls. They live here, beside the calls, because
+# a step's `iam_actions` (the policy an operator grants it, which tests hold to every call the
+# step makes) must grow the day a reader calls something new: steps build on these tuples
+# rather than copy them. A step that reads through only some readers takes only their tuples.
+VPC_IAM_ACTIONS = (
+    "ec2:DescribeVpcs",
+    "ec2:DescribeRouteTables",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeInternetGateways",
+    "ec2:DescribeNatGateways",
+    "ec2:DescribeVpcEndpoints",
+)
+SERVICE_IAM_ACTIONS = (
+    "ecs:ListClusters",
+    "ecs:DescribeClusters",
+    "ecs:ListServices",
+    "ecs:DescribeServices",
+    "ecs:DescribeTaskDefinition",
+)
+LOAD_BALANCER_IAM_ACTIONS = (
+    "elasticloadbalancing:DescribeLoadBalancers",
+    "elasticloadbalancing:DescribeTags",
+    "elasticloadbalancing:DescribeTargetGroups",
+)
+DATABASE_IAM_ACTIONS = ("rds:DescribeDBInstances",)
+CACHE_IAM_ACTIONS = ("elasticache:DescribeReplicationGroups", "elasticache:ListTagsForResource")
+AUTOSCALING_IAM_ACTIONS = ("autoscaling:DescribeAutoScalingGroups",)
+# What a whole inventory (Discovery.inventory, discover) reads.
+DISCOVERY_IAM_ACTIONS = (
+    *VPC_IAM_ACTIONS,
+    *SERVICE_IAM_ACTIONS,
+    *LOAD_BALANCER_IAM_ACTIONS,
+    *DATABASE_IAM_ACTIONS,
+    *CACHE_IAM_ACTIONS,
+    *AUTOSCALING_IAM_ACTIONS,
+)
+
+
 class Discovery:
     """Reads one environment's resources; one instance per environment, safe to reuse."""
 

@@ -34,6 +34,10 @@ from pydantic import BaseModel
 
 from phasegate.errors import AwsCallError
 from phasegate.inventory import (
+    AUTOSCALING_IAM_ACTIONS,
+    LOAD_BALANCER_IAM_ACTIONS,
+    SERVICE_IAM_ACTIONS,
+    VPC_IAM_ACTIONS,
     AutoScalingGroup,
     Discovery,
     EcsService,
@@ -299,26 +303,15 @@ class GravitonCompute(Step):
     phase = 1
     title = "Compute to Graviton (Fargate ARM64 or EC2 t4g Auto Scaling group)"
     iam_actions = (
-        # discovery
-        "ec2:DescribeVpcs",
-        "ec2:DescribeSubnets",
-        "ec2:DescribeRouteTables",
-        "ec2:DescribeInternetGateways",
-        "ec2:DescribeNatGateways",
-        "ec2:DescribeVpcEndpoints",
-        "ecs:ListClusters",
-        "ecs:DescribeClusters",
-        "ecs:ListServices",
-        "ecs:DescribeServices",
-        "elasticloadbalancing:DescribeLoadBalancers",
-        "elasticloadbalancing:DescribeTags",
-        "elasticloadbalancing:DescribeTargetGroups",
-        "autoscaling:DescribeAutoScalingGroups",
+        # discovery: the readers this step uses (no databases or caches)
+        *VPC_IAM_ACTIONS,
+        *SERVICE_IAM_ACTIONS,
+        *LOAD_BALANCER_IAM_ACTIONS,
+        *AUTOSCALING_IAM_ACTIONS,
         # images
         "sts:GetCallerIdentity",
         "ecr:BatchGetImage",
-        # Fargate ARM64
-        "ecs:DescribeTaskDefinition",
+        # Fargate ARM64 (ecs:DescribeTaskDefinition comes with SERVICE_IAM_ACTIONS)
         "ecs:ListTaskDefinitions",
         "ecs:RegisterTaskDefinition",
         "ecs:TagResource",

@@ -8,28 +8,15 @@ instance available, at the new class, with nothing pending, before it calls the 
 
 Crash safety: every action is check-before-act. The snapshot has a deterministic name, so a
 retry after a crash finds and reuses the one it already took instead of taking another; the
-modify is skipped when the instance already is (or is becoming) the target class.
+modify is skipped when the instance already is (or is becoming) the target class. The
+procedure is tasks.resize's; this module holds what RDS adds to it.
 """
 
-from datetime import UTC, datetime
 from typing import Any
 
 from phasegate.errors import AwsCallError
-from phasegate.inventory import Database, Discovery, Inventory
-from phasegate.steps import (
-    Change,
-    Observation,
-    Record,
-    Reversibility,
-    Step,
-    StepRefused,
-    VerificationFailed,
-)
-
-# Tag a rollback puts on the snapshot it keeps: that snapshot predates the rollback, so a later
-# resize must take a fresh one rather than reuse it (see `snapshot_slot`).
-SUPERSEDED_TAG = "phasegate:superseded-by-rollback"
-CREATED_BY_TAG = "phasegate:created-by"
+from phasegate.inventory import DATABASE_IAM_ACTIONS, Database, Discovery
+from tasks.resize import SUPERSEDED_TAG, ResizeObservation, SnapshotThenResize
 
 # Statuses waiting cannot get out of: modifying such an instance fails or hangs, so refuse.
 _STUCK_STATUSES = frozenset(
@@ -45,63 +32,50 @@ _STUCK_STATUSES = frozenset(
 )
 
 
-def snapshot_name(identifier: str, instance_class: str) -> str:
-    """`demo-db-pre-resize-db-t4g-micro`: deterministic, so a retry finds the one it took."""
-    return f"{identifier}-pre-resize-{instance_class.replace('.', '-')}"
-
-
-def snapshot_slot(base: str, superseded: set[str]) -> str:
-    """The snapshot name this resize uses: `base`, or `base-2`, `base-3`... past retired ones.
-
-    A name is deterministic for a given AWS state, so a crashed run's retry lands on the same
-    name and reuses the snapshot; only a snapshot a rollback marked superseded is skipped,
-    because it no longer holds the data as it is just before this resize.
-    """
-    name, n = base, 1
-    while name in superseded:
-        n += 1
-        name = f"{base}-{n}"
-    return name
-
-
-class DatabaseObservation(Observation):
+class DatabaseObservation(ResizeObservation):
     """The environment's RDS instances, and which of them can run on the target class."""
 
     databases: list[Database]
-    target: str
     offered: dict[str, bool]
 
 
-class DatabaseResize(Step):
+class DatabaseResize(SnapshotThenResize[Database, DatabaseObservation]):
     """Resize the environment's RDS instances to `targets.rds_instance_class`, snapshot first."""
 
     id = "database.resize"
     phase = 1
     title = "RDS to Graviton (snapshot, resize, wait available)"
     iam_actions = (
-        "rds:DescribeDBInstances",
+        *DATABASE_IAM_ACTIONS,
         "rds:DescribeOrderableDBInstanceOptions",
         "rds:DescribeDBSnapshots",
         "rds:CreateDBSnapshot",
         "rds:AddTagsToResource",
         "rds:ModifyDBInstance",
     )
+    service = "RDS"
+    kind = "RDS instance"
+    size_key = "instance_class"
+    inventory_field = "databases"
+    restart_needed = True
+    snapshot_action = "rds:CreateDBSnapshot"
+    modify_action = "rds:ModifyDBInstance"
 
     @property
-    def target_class(self) -> str:
+    def target_size(self) -> str:
         return self.ctx.config.targets.rds_instance_class
-
-    def target(self) -> dict[str, Any]:
-        return {"instance_class": self.target_class}
 
     # -- reading -------------------------------------------------------------------------
 
-    def _databases(self) -> list[Database]:
+    def _discover(self) -> list[Database]:
         """The environment's instances, by discovery tags (DescribeDBInstances and its TagList)."""
         return Discovery(self.ctx.config, self.clients).databases()
 
+    @staticmethod
+    def _ident(resource: Database) -> str:
+        return resource.identifier
+
     def _describe(self, identifier: str) -> dict[str, Any] | None:
-        """One instance as RDS shows it now, or None when it no longer exists."""
         try:
             found = self.clients.rds.describe_db_instances(DBInstanceIdentifier=identifier)
         except AwsCallError as exc:
@@ -110,11 +84,13 @@ class DatabaseResize(Step):
             raise
         return found["DBInstances"][0]
 
-    def _require(self, identifier: str) -> dict[str, Any]:
-        db = self._describe(identifier)
-        if db is None:
-            raise VerificationFailed(f"RDS instance {identifier} does not exist")
-        return db
+    @staticmethod
+    def _size(live: dict[str, Any]) -> str:
+        return live["DBInstanceClass"]
+
+    @staticmethod
+    def _status(live: dict[str, Any]) -> str:
+        return live["DBInstanceStatus"]
 
     def _offers(self, engine: str, version: str, instance_class: str, multi_az: bool) -> bool:
         """Whether RDS sells `instance_class` for this engine version (and Multi-AZ, if used).
@@ -134,11 +110,18 @@ class DatabaseResize(Step):
         )
 
     def _snapshots(self, identifier: str) -> dict[str, dict[str, Any]]:
-        """The instance's manual snapshots by identifier."""
         pages = self.clients.rds.get_paginator("describe_db_snapshots").paginate(
             DBInstanceIdentifier=identifier, SnapshotType="manual"
         )
         return {s["DBSnapshotIdentifier"]: s for page in pages for s in page["DBSnapshots"]}
+
+    @staticmethod
+    def _snapshot_status(snapshot: dict[str, Any]) -> str | None:
+        return snapshot.get("Status")
+
+    def _superseded(self, snapshot: dict[str, Any]) -> bool:
+        """Read from the TagList DescribeDBSnapshots already returned: no extra call."""
+        return any(t["Key"] == SUPERSEDED_TAG for t in snapshot.get("TagList", []))
 
     def observe(self) -> DatabaseObservation:
         """The instances, plus an orderability answer for each one not yet at the target.
@@ -146,8 +129,8 @@ class DatabaseResize(Step):
         Only the databases are read: every other component of the environment would appear
         unchanged on both sides of the plan's cost delta, so reading it would only cost calls.
         """
-        target = self.target_class
-        databases = self._databases()
+        target = self.target_size
+        databases = self._discover()
         offered = {
             db.identifier: self._offers(db.engine, db.engine_version, target, db.multi_az)
             for db in databases
@@ -157,27 +140,17 @@ class DatabaseResize(Step):
 
     # -- planning ------------------------------------------------------------------------
 
-    def _inventory(self, databases: list[Database]) -> Inventory:
-        config = self.ctx.config
-        return Inventory(
-            environment=config.name,
-            region=config.aws.region,
-            vpcs=[],
-            services=[],
-            load_balancers=[],
-            databases=databases,
-            caches=[],
-            autoscaling_groups=[],
-        )
+    def _observed(self, obs: DatabaseObservation) -> list[Database]:
+        return obs.databases
 
-    @staticmethod
-    def _refusal(target: str, db: Database, offered: bool) -> str | None:
+    def _refusal(self, obs: DatabaseObservation, db: Database) -> str | None:
+        target = obs.target
         if db.status in _STUCK_STATUSES or db.status.startswith("incompatible-"):
             return (
                 f"RDS instance {db.identifier} is {db.status!r}; "
                 "it cannot be resized until it is available"
             )
-        if not offered:
+        if not obs.offered[db.identifier]:
             deployment = " Multi-AZ" if db.multi_az else ""
             return (
                 f"RDS instance {db.identifier} ({db.engine} {db.engine_version}) cannot move to "
@@ -186,6 +159,20 @@ class DatabaseResize(Step):
                 "version or choose an offered class in targets.rds_instance_class"
             )
         return None
+
+    def _summary(self, pending: list[Database], target: str) -> str:
+        return f"resize {len(pending)} RDS instance(s) to {target}: " + ", ".join(
+            f"{db.identifier} ({db.instance_class})" for db in pending
+        )
+
+    def _before(self, db: Database) -> dict[str, Any]:
+        return {
+            "instance_class": db.instance_class,
+            "engine": db.engine,
+            "engine_version": db.engine_version,
+            "status": db.status,
+            "multi_az": db.multi_az,
+        }
 
     @staticmethod
     def _disruption(pending: list[Database]) -> str:
@@ -205,208 +192,37 @@ class DatabaseResize(Step):
             )
         return "; ".join(parts)
 
-    def plan(self, obs: DatabaseObservation) -> Change | None:
-        """None when every instance is at the target class; a refusal before any cost or change
-        when one cannot get there; else the resize, its monthly delta and its disruption."""
-        target = obs.target
-        pending = [db for db in obs.databases if db.instance_class != target]
-        if not pending:
-            return None
-        refusals = [
-            r for db in pending if (r := self._refusal(target, db, obs.offered[db.identifier]))
-        ]
-        if refusals:
-            raise StepRefused("; ".join(refusals) + "; nothing was changed")
-        resized = [
-            db.model_copy(update={"instance_class": target}) if db.instance_class != target else db
-            for db in obs.databases
-        ]
-        delta = self.ctx.cost_delta(self._inventory(obs.databases), self._inventory(resized))
-        base = {db.identifier: snapshot_name(db.identifier, target) for db in pending}
-        return self.change(
-            summary=f"resize {len(pending)} RDS instance(s) to {target}: "
-            + ", ".join(f"{db.identifier} ({db.instance_class})" for db in pending),
-            actions=[
-                action
-                for db in pending
-                for action in (
-                    f"rds:CreateDBSnapshot {base[db.identifier]} of {db.identifier} "
-                    "(reused if it exists)",
-                    f"rds:ModifyDBInstance {db.identifier} {db.instance_class} -> {target} "
-                    "(ApplyImmediately)",
-                    f"wait until {db.identifier} is available as {target}",
-                )
-            ],
-            cost_delta=delta,
-            reversibility=Reversibility(
-                restart_needed=True,
-                rollback_possible=True,
-                expected_disruption=self._disruption(pending),
-            ),
-            before={
-                db.identifier: {
-                    "instance_class": db.instance_class,
-                    "engine": db.engine,
-                    "engine_version": db.engine_version,
-                    "status": db.status,
-                    "multi_az": db.multi_az,
-                }
-                for db in pending
-            },
-            desired={"instance_class": target},
-        )
-
     # -- changing ------------------------------------------------------------------------
 
-    def _wait_settled(self, identifier: str, instance_class: str) -> dict[str, Any]:
-        """Until RDS shows the instance available, at `instance_class`, with nothing pending."""
-        return self.ctx.wait(
-            f"RDS {identifier} available as {instance_class}",
-            lambda: self._require(identifier),
-            lambda db: (
-                db["DBInstanceStatus"] == "available"
-                and db["DBInstanceClass"] == instance_class
-                and not db.get("PendingModifiedValues")
-            ),
+    def _unoffered(self, identifier: str, live: dict[str, Any], target: str) -> str | None:
+        if self._offers(live["Engine"], live["EngineVersion"], target, live.get("MultiAZ", False)):
+            return None
+        return (
+            f"RDS instance {identifier} ({live['Engine']} {live['EngineVersion']}) cannot "
+            f"move to {target}: RDS does not offer it for that engine version"
         )
 
-    def _wait_available(self, identifier: str) -> dict[str, Any]:
-        return self.ctx.wait(
-            f"RDS {identifier} available",
-            lambda: self._require(identifier),
-            lambda db: db["DBInstanceStatus"] == "available",
-        )
+    def _settled(self, live: dict[str, Any], size: str) -> bool:
+        """Available at `size`, and with no PendingModifiedValues left to apply."""
+        return super()._settled(live, size) and not live.get("PendingModifiedValues")
 
-    def _ensure_snapshot(self, identifier: str, target: str) -> str:
-        """The pre-resize snapshot of `identifier`: reused when a previous try took it."""
-        rds = self.clients.rds
-        existing = self._snapshots(identifier)
-        superseded = {
-            name
-            for name, snap in existing.items()
-            if any(t["Key"] == SUPERSEDED_TAG for t in snap.get("TagList", []))
-        }
-        name = snapshot_slot(snapshot_name(identifier, target), superseded)
-        if name not in existing:
-            tags = [{"Key": k, "Value": v} for k, v in self.ctx.config.discovery.tags.items()]
-            try:
-                rds.create_db_snapshot(
-                    DBInstanceIdentifier=identifier,
-                    DBSnapshotIdentifier=name,
-                    Tags=[*tags, {"Key": CREATED_BY_TAG, "Value": self.id}],
-                )
-            except AwsCallError as exc:
-                if exc.code != "DBSnapshotAlreadyExists":  # a concurrent try won the race
-                    raise
-        snap = self.ctx.wait(
-            f"RDS snapshot {name} of {identifier} available",
-            lambda: self._snapshots(identifier).get(name, {}),
-            lambda s: s.get("Status") in ("available", "failed"),
-        )
-        if snap["Status"] != "available":
-            raise VerificationFailed(f"RDS snapshot {name} of {identifier} failed")
-        return name
-
-    def _resize(self, identifier: str, instance_class: str) -> None:
-        """Modify unless RDS already has (or is applying) `instance_class`; wait until settled."""
-        db = self._wait_available(identifier)
-        pending = (db.get("PendingModifiedValues") or {}).get("DBInstanceClass")
-        if db["DBInstanceClass"] != instance_class and pending != instance_class:
+    def _modify(self, identifier: str, live: dict[str, Any], instance_class: str) -> None:
+        pending = (live.get("PendingModifiedValues") or {}).get("DBInstanceClass")
+        if instance_class not in (live["DBInstanceClass"], pending):
             self.clients.rds.modify_db_instance(
                 DBInstanceIdentifier=identifier,
                 DBInstanceClass=instance_class,
                 ApplyImmediately=True,
             )
-        self._wait_settled(identifier, instance_class)
 
-    def apply(self, change: Change) -> dict[str, Any]:
-        """Per instance: re-check orderability, snapshot (reused on retry), modify, wait.
+    def _create_snapshot(self, identifier: str, name: str, tags: list[dict[str, str]]) -> None:
+        try:
+            self.clients.rds.create_db_snapshot(
+                DBInstanceIdentifier=identifier, DBSnapshotIdentifier=name, Tags=tags
+            )
+        except AwsCallError as exc:
+            if exc.code != "DBSnapshotAlreadyExists":  # a concurrent try won the race
+                raise
 
-        Every instance is checked before any is touched, so a refusal changes nothing.
-        """
-        target = change.desired["instance_class"]
-        for identifier in change.before:
-            db = self._require(identifier)
-            if db["DBInstanceClass"] != target and not self._offers(
-                db["Engine"], db["EngineVersion"], target, db.get("MultiAZ", False)
-            ):
-                raise StepRefused(
-                    f"RDS instance {identifier} ({db['Engine']} {db['EngineVersion']}) cannot "
-                    f"move to {target}: RDS does not offer it for that engine version; "
-                    "nothing was changed"
-                )
-        after: dict[str, Any] = {}
-        for identifier in change.before:
-            self._wait_available(identifier)
-            snapshot = self._ensure_snapshot(identifier, target)
-            self._resize(identifier, target)
-            after[identifier] = {"instance_class": target, "snapshot": snapshot}
-            if self.log:
-                self.log.info("database.resized", db=identifier, to=target, snapshot=snapshot)
-        return after
-
-    # -- proving -------------------------------------------------------------------------
-
-    def verify(self, record: Record) -> None:
-        """AWS shows each instance available at the target class, and its snapshot available.
-
-        A run that changed nothing proves only that every instance is at the target class.
-        """
-        if record.outcome == "unchanged" or record.change is None:
-            target = self.target_class
-            off = [db for db in self._databases() if db.instance_class != target]
-            if off:
-                raise VerificationFailed(
-                    ", ".join(f"RDS {db.identifier} is {db.instance_class}" for db in off)
-                    + f", not {target}"
-                )
-            return
-        target = record.change.desired["instance_class"]
-        for identifier, after in record.after.items():
-            db = self._describe(identifier)
-            if db is None:
-                raise VerificationFailed(f"RDS instance {identifier} no longer exists")
-            if db["DBInstanceClass"] != target or db["DBInstanceStatus"] != "available":
-                raise VerificationFailed(
-                    f"RDS {identifier} is {db['DBInstanceClass']} ({db['DBInstanceStatus']}), "
-                    f"expected {target} (available)"
-                )
-            snap = self._snapshots(identifier).get(after["snapshot"])
-            if snap is None or snap["Status"] != "available":
-                raise VerificationFailed(
-                    f"pre-resize snapshot {after['snapshot']} of RDS {identifier} is "
-                    f"{'missing' if snap is None else snap['Status']}"
-                )
-
-    def rollback(self, record: Record) -> None:
-        """Move each instance back to its old class and wait until it is available.
-
-        The pre-resize snapshot is kept, not deleted: it is the only copy of the data as it
-        was before the change, and rolling back the class does not make it worthless (an
-        operator may still need a point-in-time restore from before the migration). Deleting
-        backups is an operator's decision, never a side effect of a rollback. It is tagged
-        superseded, so a later resize takes a fresh snapshot instead of reusing this old one.
-        """
-        for identifier, before in record.before.items():
-            self._resize(identifier, before["instance_class"])
-            snapshot = record.after.get(identifier, {}).get("snapshot")
-            snap = self._snapshots(identifier).get(snapshot) if snapshot else None
-            if snap is not None and not any(
-                t["Key"] == SUPERSEDED_TAG for t in snap.get("TagList", [])
-            ):
-                self.clients.rds.add_tags_to_resource(
-                    ResourceName=snap["DBSnapshotArn"],
-                    Tags=[{"Key": SUPERSEDED_TAG, "Value": datetime.now(UTC).isoformat()}],
-                )
-
-    def verify_rollback(self, record: Record) -> None:
-        """AWS shows each instance at its old class again."""
-        for identifier, before in record.before.items():
-            db = self._describe(identifier)
-            if db is None:
-                raise VerificationFailed(f"RDS instance {identifier} no longer exists")
-            if db["DBInstanceClass"] != before["instance_class"]:
-                raise VerificationFailed(
-                    f"RDS {identifier} is {db['DBInstanceClass']}, "
-                    f"expected {before['instance_class']} after rollback"
-                )
+    def _tag_snapshot(self, snapshot: dict[str, Any], tags: list[dict[str, str]]) -> None:
+        self.clients.rds.add_tags_to_resource(ResourceName=snapshot["DBSnapshotArn"], Tags=tags)

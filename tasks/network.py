@@ -25,7 +25,7 @@ from typing import Any
 
 from phasegate.cost import load_price_table, price_inventory
 from phasegate.errors import AwsCallError, PhasegateError
-from phasegate.inventory import EcsService, Inventory, Vpc
+from phasegate.inventory import DISCOVERY_IAM_ACTIONS, EcsService, Inventory, Vpc
 from phasegate.steps import (
     Change,
     Observation,
@@ -48,27 +48,6 @@ UNKNOWN = "unknown"
 CREATED_BY_TAG = "phasegate:created-by"
 REPLACES_TAG = "phasegate:replaces"
 
-# What discovery (phasegate.inventory) reads; both steps observe through it.
-DISCOVERY_IAM_ACTIONS = (
-    "ec2:DescribeVpcs",
-    "ec2:DescribeSubnets",
-    "ec2:DescribeRouteTables",
-    "ec2:DescribeInternetGateways",
-    "ec2:DescribeNatGateways",
-    "ec2:DescribeVpcEndpoints",
-    "ecs:ListClusters",
-    "ecs:DescribeClusters",
-    "ecs:ListServices",
-    "ecs:DescribeServices",
-    "ecs:DescribeTaskDefinition",
-    "elasticloadbalancing:DescribeLoadBalancers",
-    "elasticloadbalancing:DescribeTags",
-    "elasticloadbalancing:DescribeTargetGroups",
-    "rds:DescribeDBInstances",
-    "elasticache:DescribeReplicationGroups",
-    "elasticache:ListTagsForResource",
-    "autoscaling:DescribeAutoScalingGroups",
-)
 # What the network survey reads on top of discovery (workloads in the private subnets).
 SURVEY_IAM_ACTIONS = (
     "ec2:DescribeInstances",
