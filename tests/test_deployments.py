@@ -133,20 +133,30 @@ def worker(tmp_path: Path, prefect_api: str) -> Iterator[Callable[[str], Path]]:
 
 
 @pytest.fixture
-def staging(sandbox: str, tmp_path: Path) -> Iterator[EnvironmentConfig]:
-    """A seeded staging environment (approval required) with a simulator publishing healthy
-    gate metrics; no maintenance window, so a triggered run starts at once."""
-    name = "dep-stage"
-    seed_environment(AwsClients(AwsSettings(region="us-east-1", endpoint_url=sandbox)), name, 1)
-    config = parse_environment(
-        write_environment(
-            tmp_path, name, sandbox, tier="staging", gates=FAST_GATE, phases={"enabled": [1]}
+def make_env(sandbox: str, tmp_path: Path) -> Iterator[Callable[[str, str], EnvironmentConfig]]:
+    """Seed an environment of a tier (phase 1 only, no maintenance window, so a triggered run
+    starts at once), with a simulator publishing healthy gate metrics for it."""
+    configs: list[EnvironmentConfig] = []
+    simulator = WorkloadSimulator(lambda: configs, tick_seconds=0.3)
+
+    def make(name: str, tier: str) -> EnvironmentConfig:
+        clients = AwsClients(AwsSettings(region="us-east-1", endpoint_url=sandbox))
+        seed_environment(clients, name, 1)
+        path = write_environment(
+            tmp_path, name, sandbox, tier=tier, gates=FAST_GATE, phases={"enabled": [1]}
         )
-    )
-    simulator = WorkloadSimulator(lambda: [config], tick_seconds=0.3)
+        configs.append(parse_environment(path))
+        return configs[-1]
+
     simulator.start()
-    yield config
+    yield make
     simulator.stop()
+
+
+@pytest.fixture
+def staging(make_env: Callable[[str, str], EnvironmentConfig]) -> EnvironmentConfig:
+    """A staging environment: its phases wait for an approval."""
+    return make_env("dep-stage", "staging")
 
 
 def test_a_deployed_phase_suspends_for_approval_and_resumes_from_checkpoints(
@@ -261,6 +271,38 @@ def test_deploy_without_a_prefect_server_is_refused(
         result = CliRunner().invoke(app, ["deploy", str(path)])
     assert result.exit_code == 2
     assert "PREFECT_API_URL" in result.output
+
+
+def test_prod_suspends_twice_and_the_second_resume_reuses_the_finished_step(
+    make_env: Callable[[str, str], EnvironmentConfig], sandbox: str, worker: Callable[[str], Path]
+) -> None:
+    """Prod asks for the phase and again right before nat.remove: after the second answer the
+    flow runs from the top once more and finds nat.assess, done between the two, Cached."""
+    config = make_env("dep-prod", "prod")
+    pool = f"pg-prod-{uuid4().hex[:8]}"
+    [item] = deployments.deploy(str(config.source), pool)
+    log = worker(pool)
+    run = run_deployment(item.full_name, timeout=0)
+    first = wait_for_run(run.id, lambda s: s.is_paused(), "Suspended (phase approval)", log)
+    approve(run.id, "ana")
+    assert first.state is not None
+    wait_for_run(
+        run.id,
+        lambda s: s.is_paused() and s.id != first.state.id,  # type: ignore[union-attr]
+        "Suspended again (nat.remove approval)",
+        log,
+    )
+    assert dict(task_runs(run.id)).get("nat.assess") == "Completed"
+    assert "nat.remove" not in dict(task_runs(run.id))
+    assert len(discover(config).nat_gateways) == 2, "nat.remove waits for its own approval"
+    approve(run.id, "bo")
+    wait_for_run(run.id, lambda s: s.is_completed(), "Completed", log)
+    assert_phase1_end_state(config)
+    runs = task_runs(run.id)
+    assert sorted(state for name, state in runs if name == "nat.assess") == ["Cached", "Completed"]
+    assert [name for name, _ in runs].count("plan phase 1") == 3
+    record = Checkpoints(config).current(1, "nat.remove")
+    assert record is not None and record.approver == "bo"  # the step's own approval
 
 
 def test_checkpoints_in_s3_are_written_by_the_steps_and_found_by_a_rerun(
