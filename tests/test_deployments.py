@@ -40,6 +40,7 @@ from phasegate.inventory import discover
 from phasegate.sandbox.seed import seed_environment
 from phasegate.sandbox.simulator import WorkloadSimulator
 from phasegate.status import environment_tag
+from tasks.locks import limit_name
 from tasks.registry import stages
 from tasks.status import environment_status
 
@@ -65,6 +66,20 @@ def wait_for_run(
                     f"worker log:\n{log.read_text()[-6000:]}"
                 )
             time.sleep(0.25)
+
+
+def held_slots(environment: str) -> int:
+    with get_client(sync_client=True) as client:
+        return client.read_global_concurrency_limit_by_name(limit_name(environment)).active_slots
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def changes(sandbox: str) -> list[str]:
@@ -179,6 +194,7 @@ def test_a_deployed_phase_suspends_for_approval_and_resumes_from_checkpoints(
     assert changes(sandbox) == [], "nothing may change before the approval"
     assert len(discover(staging).nat_gateways) == 2
     [pending] = environment_status(str(staging.source)).pending_approvals
+    assert wait_until(lambda: held_slots(staging.name) == 0), "suspended: the lock is free"
     assert pending.command == f"phasegate approve {run.id} --approver NAME", pending
 
     t0 = time.monotonic()
