@@ -34,6 +34,7 @@ from phasegate.schedule import (
     wait_for_window,
     zone,
 )
+from phasegate.steps import Change
 from tasks.approvals import Approval, approval_gate, ask_operator
 from tasks.gates import health_gate
 from tasks.locks import environment_lock
@@ -76,7 +77,7 @@ def _phase(
     def approve_step(step_id: str) -> Approval | None:
         """Only a step the policy singles out (prod: nat.remove) is approved on its own; the
         others carry the phase's approval."""
-        if not policy.needs_step_approval(step_id):
+        if not policy.needs_step_approval(step_id) or not _changes_anything(by_step[step_id]):
             return None
         return approval_gate(
             config, phase, [(step_id, by_step[step_id])], auto_approve_flag=auto_approve,
@@ -85,9 +86,12 @@ def _phase(
 
     timeout = window.approval_timeout(configured_timeout)
     try:
-        approval = approval_gate(
-            config, phase, changes, auto_approve_flag=auto_approve, timeout_seconds=timeout
-        )
+        if any(_changes_anything(change) for _, change in changes):
+            approval = approval_gate(
+                config, phase, changes, auto_approve_flag=auto_approve, timeout_seconds=timeout
+            )
+        else:  # e.g. a run resumed after its phase was applied: there is nothing to approve
+            approval = Approval(approved=True, approver="phasegate", comment="nothing to change")
         outcome.approver = approval.approver
         late = check_window(config, phase, wait=False)  # planning and approval took time
         if late.action == "refuse":
@@ -117,6 +121,11 @@ def _phase(
     return outcome
 
 
+def _changes_anything(change: Change | None) -> bool:
+    """A planned change with actions; a read-only step's report (no actions) needs no approval."""
+    return change is not None and bool(change.actions)
+
+
 def _after_failed_gate(
     config: EnvironmentConfig, env: str, phase: int, gate: GateResult, outcome: PhaseOutcome
 ) -> None:
@@ -127,6 +136,7 @@ def _after_failed_gate(
             decision = ask_operator(
                 config, phase, failed_gate_description(config, phase, render_markdown(gate)),
                 step="gate", subject=f"Health gate failed: {config.name} phase {phase}",
+                key=f"gate-decision-phase-{phase}",
             )  # fmt: skip
         except ApprovalExpired:
             outcome.status = "failed"

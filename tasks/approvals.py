@@ -139,19 +139,21 @@ def ask_operator(
     subject: str,
     poll_interval: float = DEFAULT_POLL_SECONDS,
     timeout_seconds: float | None = None,
+    key: str | None = None,
     **log_context: object,
 ) -> Approval:
     """Publish `description`, then wait for the operator's Approval on the Resume form.
 
     The one way phasegate asks a person anything: a plan before it is applied, or what to do
     with a phase whose health gate failed. Rejected: ApprovalRejected; no answer in time:
-    ApprovalExpired.
+    ApprovalExpired. `key` names the question within the run (default: per phase, step and
+    description); a suspended run re-run from the top gets the stored answer back under it.
     """
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
         raise RuntimeError("ask_operator must be called from inside a Prefect flow run")
     run = context.flow_run
-    key = pause_key(phase, step, description)
+    key = slug(key) if key else pause_key(phase, step, description)
     wanted = config.approvals.timeout_seconds if timeout_seconds is None else timeout_seconds
     timeout = max(1, math.ceil(wanted))
     log = get_logger("approvals", environment=config.name, phase=phase, step=step)

@@ -209,14 +209,12 @@ def test_a_deployed_phase_suspends_for_approval_and_resumes_from_checkpoints(
     assert done.state is not None and done.state.is_completed()
 
     # A second run of the deployment finds every step's checkpoint (written by the first
-    # run's worker process): nothing is applied again.
+    # run's worker process): nothing is left to change, so nothing is asked or applied.
     clear_calls(sandbox)
     t0 = time.monotonic()
     again = run_deployment(item.full_name, timeout=0)
-    wait_for_run(again.id, lambda s: s.is_paused(), "Suspended", log)
-    approve(again.id, "bo")
     wait_for_run(again.id, lambda s: s.is_completed(), "Completed", log)
-    timings["second run, approved"] = time.monotonic() - t0
+    timings["second run, nothing to approve"] = time.monotonic() - t0
     step_states = {name: state for name, state in task_runs(again.id) if name in PHASE_1_STEPS}
     assert step_states and set(step_states.values()) == {"Cached"}, step_states
     assert changes(sandbox) == []
