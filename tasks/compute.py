@@ -53,6 +53,7 @@ from phasegate.steps import (
     StepRefused,
     VerificationFailed,
 )
+from tasks.security_groups import delete_security_group
 
 FARGATE = "ecs-fargate-arm64"
 EC2 = "ec2-asg-graviton"
@@ -1506,19 +1507,7 @@ class GravitonCompute(Step):
         self._delete_instance_profile(names["role"], names["instance_profile"])
 
     def _delete_security_group(self, group_id: str) -> None:
-        """Delete, waiting out DependencyViolation while terminated instances' ENIs linger."""
-
-        def attempt() -> bool:
-            try:
-                self.clients.ec2.delete_security_group(GroupId=group_id)
-            except AwsCallError as exc:
-                if exc.code == "DependencyViolation":
-                    return False
-                if exc.code != "InvalidGroup.NotFound":
-                    raise
-            return True
-
-        self.ctx.wait(f"security group {group_id} deleted", attempt, bool)
+        delete_security_group(self.ctx, group_id)
         self._info("compute.security_group_deleted", resource=group_id)
 
     def _delete_instance_profile(self, role: str, profile: str) -> None:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from phasegate.cost import load_price_table, price_inventory
-from phasegate.errors import AwsCallError, PhasegateError
+from phasegate.errors import PhasegateError
 from phasegate.inventory import DISCOVERY_IAM_ACTIONS, EcsService, Inventory, Vpc
 from phasegate.steps import (
     Change,
@@ -35,6 +35,7 @@ from phasegate.steps import (
     StepRefused,
     VerificationFailed,
 )
+from tasks.security_groups import delete_security_group
 
 ANYWHERE = "0.0.0.0/0"
 LIVE_NAT_STATES = ["pending", "available"]
@@ -1291,17 +1292,7 @@ class NatRemoval(Step):
         ]:
             return
 
-        def attempt() -> bool:
-            try:
-                ec2.delete_security_group(GroupId=group_id)
-            except AwsCallError as exc:
-                if exc.code == "DependencyViolation":
-                    return False
-                if exc.code != "InvalidGroup.NotFound":
-                    raise
-            return True
-
-        self.ctx.wait(f"security group {group_id} deleted", attempt, bool)
+        delete_security_group(self.ctx, group_id)
         self._info("nat.security_group_deleted", group_id)
 
     def verify_rollback(self, record: Record) -> None:
