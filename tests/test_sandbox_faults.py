@@ -143,7 +143,10 @@ def test_fault_after_a_step_waits_for_its_checkpoint(
     while (result := gate(seeded)).passed:
         assert time.monotonic() < deadline, "the fault never showed"
         time.sleep(0.1)
-    assert statuses(result, "alb-5xx-ratio") == {"fail"}, result.reason
+    # The gate may have started in the tick before the fault reached its window: what
+    # matters is the round that failed it.
+    last = [c.status for c in result.rounds[-1].checks if c.name == "alb-5xx-ratio"]
+    assert last == ["fail"], result.reason
 
 
 def test_rolling_the_step_back_ends_the_fault(
