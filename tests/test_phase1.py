@@ -5,12 +5,15 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from conftest import write_environment
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from typer.testing import CliRunner
 
 from flows.phase1 import phase1
@@ -267,3 +270,28 @@ def test_killed_at_each_step_boundary_resumes_without_duplicates(
     assert len(clients.elasticache.describe_snapshots()["Snapshots"]) == 1
     rollback(config)
     assert shape(discover(config)) == shape(seeded_shape)
+
+
+def test_step_logs_reach_the_prefect_run_logs(sandbox: str, tmp_path: Path) -> None:
+    """Each verb's structured line, with environment, phase and step bound, is in the run's logs."""
+    config = seeded_config(sandbox, tmp_path)
+    with checkpoint_storage(config):
+        state = phase1(str(config.source), return_state=True)
+    flow_run_id = state.state_details.flow_run_id
+    deadline = time.monotonic() + 20
+    while True:
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+            )
+        lines = [json.loads(e.message) for e in logs if e.message.startswith("{")]
+        verified = {line["step"] for line in lines if line.get("event") == "step.verified"}
+        if len(verified) == 5 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert verified == {"nat.assess", "nat.remove", "compute.graviton", "database.resize",
+                        "cache.resize"}  # fmt: skip
+    nat = next(line for line in lines if line.get("event") == "step.applied"
+               and line["step"] == "nat.remove")  # fmt: skip
+    assert (nat["environment"], nat["phase"]) == ("demo", 1)
+    assert any(line.get("resource") for line in lines), "resource-level lines are bound too"
