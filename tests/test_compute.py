@@ -30,6 +30,7 @@ from tasks.compute import (
     registrable,
     user_data,
 )
+from tasks.compute_ec2 import Ec2AutoScalingGraviton
 
 CLUSTER, SERVICE, FAMILY = "demo-cluster", "demo-api", "demo-api"
 REPOSITORY = "demo/platform-api"
@@ -526,4 +527,6 @@ def test_ec2_refuses_an_existing_ip_target_group(
     assert mutating_calls(sandbox) == []
 
     with pytest.raises(StepRefused, match="'ip'"):
-        step._require_instance_target_groups([target_group_arn(clients, "demo-app")])
+        Ec2AutoScalingGraviton(step)._require_instance_target_groups(
+            [target_group_arn(clients, "demo-app")]
+        )
