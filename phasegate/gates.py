@@ -640,24 +640,31 @@ class HealthGate:
                 )
         return checks
 
-    def _database_checks(self, identifier: str, data: MetricData) -> list[CheckResult]:
-        checks = []
+    @staticmethod
+    def _available_check(name: str, resource: str, read_status: Callable[[], str]) -> CheckResult:
+        """Pass when AWS says `available`; a failed describe says why, as a fail."""
         try:
-            db = self.clients.rds.describe_db_instances(DBInstanceIdentifier=identifier)[
-                "DBInstances"
-            ][0]
-            status = db["DBInstanceStatus"]
-            checks.append(
-                CheckResult(
-                    name="rds-status",
-                    resource=identifier,
-                    status="pass" if status == "available" else "fail",
-                    value=status,
-                    threshold="== available",
-                )
-            )
+            status = read_status()
         except _AWS_ERRORS as exc:
-            checks.append(_describe_failed("rds-status", identifier, exc))
+            return _describe_failed(name, resource, exc)
+        return CheckResult(
+            name=name,
+            resource=resource,
+            status="pass" if status == "available" else "fail",
+            value=status,
+            threshold="== available",
+        )
+
+    def _database_checks(self, identifier: str, data: MetricData) -> list[CheckResult]:
+        checks = [
+            self._available_check(
+                "rds-status",
+                identifier,
+                lambda: self.clients.rds.describe_db_instances(DBInstanceIdentifier=identifier)[
+                    "DBInstances"
+                ][0]["DBInstanceStatus"],
+            )
+        ]
         metric = Metric(
             "AWS/RDS", "CPUUtilization", (("DBInstanceIdentifier", identifier),), "Average"
         )
@@ -667,23 +674,15 @@ class HealthGate:
     def _cache_checks(
         self, group_id: str, members: list[str], data: MetricData
     ) -> list[CheckResult]:
-        checks = []
-        try:
-            group = self.clients.elasticache.describe_replication_groups(
-                ReplicationGroupId=group_id
-            )["ReplicationGroups"][0]
-            status = group["Status"]
-            checks.append(
-                CheckResult(
-                    name="redis-status",
-                    resource=group_id,
-                    status="pass" if status == "available" else "fail",
-                    value=status,
-                    threshold="== available",
-                )
+        checks = [
+            self._available_check(
+                "redis-status",
+                group_id,
+                lambda: self.clients.elasticache.describe_replication_groups(
+                    ReplicationGroupId=group_id
+                )["ReplicationGroups"][0]["Status"],
             )
-        except _AWS_ERRORS as exc:
-            checks.append(_describe_failed("redis-status", group_id, exc))
+        ]
         for member in members:
             metric = Metric(
                 "AWS/ElastiCache", "CPUUtilization", (("CacheClusterId", member),), "Average"
