@@ -5,21 +5,17 @@ from real Changes, wait (through the API) until the run is Paused, and then answ
 an operator does: `phasegate approve` (the CLI), or not at all.
 """
 
-import contextlib
-import contextvars
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from flowruns import FlowThread, stop_all
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-from prefect.client.schemas.objects import FlowRun
 from prefect.flow_runs import resume_flow_run
-from prefect.logging.handlers import APILogWorker
 from prefect.runtime import flow_run as current_run
 from typer.testing import CliRunner
 
@@ -199,71 +195,17 @@ def gated_retried(config: EnvironmentConfig, label: str) -> dict[str, str]:
     return {"approver": approval.approver, "then": "continued"}
 
 
-class Background:
-    """A flow running in a thread: its result or its exception once joined."""
-
-    def __init__(self, target: Any, config: EnvironmentConfig) -> None:
-        self.label = uuid4().hex[:8]
-        self.result: Any = None
-        self.error: BaseException | None = None
-        # The thread runs in a copy of this context: Prefect's settings (the test's API URL)
-        # live in a context variable, and a bare thread would start a temporary API instead.
-        context = contextvars.copy_context()
-        self.thread = threading.Thread(
-            target=context.run, args=(self._run, target, config), daemon=True
-        )
-        self.thread.start()
-
-    def _run(self, target: Any, config: EnvironmentConfig) -> None:
-        try:
-            self.result = target(config, self.label)
-        except BaseException as exc:
-            self.error = exc
-
-    @property
-    def run_id(self) -> UUID:
-        deadline = time.monotonic() + 60
-        while self.label not in RUN_IDS:
-            assert time.monotonic() < deadline, "the flow run never started"
-            time.sleep(0.05)
-        return RUN_IDS[self.label]
-
-    def read(self) -> FlowRun:
-        with get_client(sync_client=True) as client:
-            return client.read_flow_run(self.run_id)
-
-    def wait_paused(self, timeout: float = 60) -> UUID:
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self.read().state
-            if state is not None and state.is_paused():
-                return self.run_id
-            assert self.thread.is_alive(), f"flow ended before pausing: {self.error!r}"
-            assert time.monotonic() < deadline, f"run never paused; it is {state}"
-            time.sleep(0.1)
-
-    def join(self, timeout: float = 60) -> None:
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "the flow thread did not finish"
-
-
 @pytest.fixture
 def background(prefect_client_env: str) -> Iterator[Any]:
-    started: list[Background] = []
+    started: list[FlowThread] = []
 
-    def start(target: Any, config: EnvironmentConfig) -> Background:
-        started.append(Background(target, config))
+    def start(target: Any, config: EnvironmentConfig) -> FlowThread:
+        label = uuid4().hex[:8]
+        started.append(FlowThread(lambda: target(config, label), lambda: RUN_IDS.get(label), label))
         return started[-1]
 
     yield start
-    for bg in started:  # never leave a paused flow thread behind, even after a failure
-        if bg.thread.is_alive() and bg.label in RUN_IDS:
-            with contextlib.suppress(Exception):  # it may have ended meanwhile
-                resume_with(RUN_IDS[bg.label], False, "test-teardown")
-        bg.thread.join(60)
-        assert not bg.thread.is_alive()
-    # Send the runs' last logs while the API is up; queued at exit they retry for a minute.
-    APILogWorker.drain_all(timeout=10)
+    stop_all(started, lambda run_id: resume_with(run_id, False, "test-teardown"))
 
 
 def approve(*args: str) -> Any:

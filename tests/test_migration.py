@@ -1,11 +1,9 @@
 """The migration flow: approvals, health gates, rollback on a failed gate, one run per env."""
 
-import contextvars
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +11,7 @@ from typing import Any
 
 import pytest
 from conftest import write_environment
-from prefect.client.orchestration import get_client
+from flowruns import FlowThread, paused_run_named
 from prefect.flow_runs import resume_flow_run
 from typer.testing import CliRunner
 
@@ -112,55 +110,34 @@ def test_failed_gate_pauses_for_the_operator_who_rolls_it_back(make_env) -> None
     """gates.on_failure: pause — no metrics fail the gate, the run waits, a reject undoes it."""
     config = make_env("paused-gate", gates={**FAST_GATE, "on_failure": "pause"})
     before = discover(config)
-    thread, outcome = _paused_run(config)
+    bg = _paused_run(config)
     assert discover(config).nat_gateways == [], "the phase is applied while the operator decides"
-    resume_flow_run(
-        outcome["run_id"], run_input={"approved": False, "approver": "ops", "comment": "5xx"}
-    )
-    thread.join(timeout=180)
-    [one] = outcome["error"].report.phases
+    resume_flow_run(bg.run_id, run_input={"approved": False, "approver": "ops", "comment": "5xx"})
+    bg.join(timeout=180)
+    [one] = bg.error.report.phases
     assert (one.status, one.gate) == ("rolled back", "fail")
     assert "ops" in one.detail and "inconclusive" in one.detail
     assert shape(discover(config)) == shape(before)
 
 
-def _paused_run(config: EnvironmentConfig) -> tuple[threading.Thread, dict[str, Any]]:
+def _paused_run(config: EnvironmentConfig) -> FlowThread:
     """Start a staging migration in a thread; wait until it pauses for approval."""
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["report"] = migrate(config, phases=[1])
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    # The test's Prefect API lives in a context variable: the thread must inherit it.
-    thread = threading.Thread(target=contextvars.copy_context().run, args=(target,))
-    thread.start()
-    deadline = time.monotonic() + 120
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            runs = client.read_flow_runs()
-            paused = [r for r in runs if r.state and r.state.is_paused() and config.name in r.name]
-            if paused:
-                outcome["run_id"] = paused[0].id
-                return thread, outcome
-            time.sleep(0.5)
-    thread.join(timeout=5)
-    raise AssertionError(f"the run never paused: {outcome}")
+    bg = FlowThread(lambda: migrate(config, phases=[1]), lambda: paused_run_named(config.name))
+    bg.wait_paused(timeout=120)
+    return bg
 
 
 def test_staging_waits_for_approval_and_continues_when_approved(make_env, simulator) -> None:
     config = make_env("stage-ok", tier="staging")
     simulator.append(config)
-    thread, outcome = _paused_run(config)
+    bg = _paused_run(config)
     assert len(discover(config).nat_gateways) == 2, "nothing may change before approval"
     result = CliRunner().invoke(
-        app, ["approve", str(outcome["run_id"]), "--approver", "ana", "--comment", "go"]
+        app, ["approve", str(bg.run_id), "--approver", "ana", "--comment", "go"]
     )
     assert result.exit_code == 0, result.output
-    thread.join(timeout=180)
-    report = outcome["report"]
+    bg.join(timeout=180)
+    report = bg.result
     assert report.phases[0].status == "completed" and report.phases[0].approver == "ana"
     assert discover(config).nat_gateways == []
     checkpoints = Checkpoints(config)
@@ -171,14 +148,14 @@ def test_staging_waits_for_approval_and_continues_when_approved(make_env, simula
 def test_rejected_approval_changes_nothing(make_env) -> None:
     config = make_env("stage-no", tier="staging")
     before = discover(config)
-    thread, outcome = _paused_run(config)
+    bg = _paused_run(config)
     resume_flow_run(
-        outcome["run_id"], run_input={"approved": False, "approver": "bo", "comment": "not now"}
+        bg.run_id, run_input={"approved": False, "approver": "bo", "comment": "not now"}
     )
-    thread.join(timeout=120)
-    assert isinstance(outcome.get("error"), MigrationFailed)
-    assert outcome["error"].report.phases[0].status == "rejected"
-    assert "bo" in str(outcome["error"]) and "not now" in str(outcome["error"])
+    bg.join(timeout=120)
+    assert isinstance(bg.error, MigrationFailed)
+    assert bg.error.report.phases[0].status == "rejected"
+    assert "bo" in str(bg.error) and "not now" in str(bg.error)
     assert discover(config) == before
 
 
@@ -200,14 +177,14 @@ def test_prod_auto_approve_is_refused_with_exit_2(make_env) -> None:
 
 def test_a_second_run_on_the_same_environment_is_refused(make_env) -> None:
     config = make_env("busy", tier="staging")
-    thread, outcome = _paused_run(config)  # holds the environment while it waits
+    bg = _paused_run(config)  # holds the environment while it waits
     try:
         with pytest.raises(EnvironmentBusy) as busy:
             migrate(config, phases=[1])
-        assert str(outcome["run_id"]) in str(busy.value)
+        assert str(bg.run_id) in str(busy.value)
     finally:
-        resume_flow_run(outcome["run_id"], run_input={"approved": False, "approver": "x"})
-        thread.join(timeout=120)
+        resume_flow_run(bg.run_id, run_input={"approved": False, "approver": "x"})
+        bg.join(timeout=120)
 
 
 def test_killed_holder_frees_the_lock_after_its_lease_and_the_run_resumes(

@@ -9,11 +9,7 @@ artifacts are published by the real `health_gate` task on a seeded sandbox envir
 by hand. Each test uses its own environment name: other tests share the session's server.
 """
 
-import contextlib
-import contextvars
 import json
-import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,12 +18,11 @@ from uuid import UUID, uuid4
 
 import pytest
 from conftest import free_port, write_environment
+from flowruns import FlowThread, stop_all
 from prefect import flow, tags, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.client.orchestration import get_client
 from prefect.flow_runs import pause_flow_run, resume_flow_run
 from prefect.input import RunInput
-from prefect.logging.handlers import APILogWorker
 from prefect.runtime import flow_run as current_run
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from rich.console import Console
@@ -104,66 +99,21 @@ def tagged(environment: str, target: Callable[..., Any], *args: Any) -> Any:
         return target(*args)
 
 
-class Background:
-    """`pauses` running in a thread under an environment's tag."""
-
-    def __init__(self, environment: str) -> None:
-        self.label = uuid4().hex[:8]
-        self.result: Any = None
-        self.error: BaseException | None = None
-        # Prefect's settings (the test's API URL) live in a context variable: copy it.
-        context = contextvars.copy_context()
-        self.thread = threading.Thread(target=context.run, args=(self._run, environment))
-        self.thread.daemon = True
-        self.thread.start()
-
-    def _run(self, environment: str) -> None:
-        try:
-            self.result = tagged(environment, pauses, self.label)
-        except BaseException as exc:
-            self.error = exc
-
-    @property
-    def run_id(self) -> UUID:
-        deadline = time.monotonic() + 60
-        while self.label not in RUN_IDS:
-            assert self.thread.is_alive() or self.label in RUN_IDS, f"no run: {self.error!r}"
-            assert time.monotonic() < deadline, "the flow run never started"
-            time.sleep(0.05)
-        return RUN_IDS[self.label]
-
-    def wait_paused(self, timeout: float = 60) -> UUID:
-        deadline = time.monotonic() + timeout
-        while True:
-            with get_client(sync_client=True) as client:
-                state = client.read_flow_run(self.run_id).state
-            if state is not None and state.is_paused():
-                return self.run_id
-            assert self.thread.is_alive(), f"flow ended before pausing: {self.error!r}"
-            assert time.monotonic() < deadline, f"run never paused; it is {state}"
-            time.sleep(0.1)
-
-    def join(self, timeout: float = 60) -> None:
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "the flow thread did not finish"
-
-
 @pytest.fixture
-def background(prefect_client_env: str) -> Iterator[Callable[[str], Background]]:
-    started: list[Background] = []
+def background(prefect_client_env: str) -> Iterator[Callable[[str], FlowThread]]:
+    started: list[FlowThread] = []
 
-    def start(environment: str) -> Background:
-        started.append(Background(environment))
+    def start(environment: str) -> FlowThread:
+        label = uuid4().hex[:8]
+        target = lambda: tagged(environment, pauses, label)  # noqa: E731
+        started.append(FlowThread(target, lambda: RUN_IDS.get(label), label))
         return started[-1]
 
+    def reject(run_id: UUID) -> None:
+        resume_flow_run(run_id, run_input={"approved": False, "approver": "x"})
+
     yield start
-    for bg in started:  # never leave a paused flow thread behind, even after a failure
-        if bg.thread.is_alive() and bg.label in RUN_IDS:
-            with contextlib.suppress(Exception):  # it may have ended meanwhile
-                resume_flow_run(RUN_IDS[bg.label], run_input={"approved": False, "approver": "x"})
-        bg.thread.join(60)
-        assert not bg.thread.is_alive()
-    APILogWorker.drain_all(timeout=10)  # send the runs' last logs while the API is up
+    stop_all(started, reject)
 
 
 def status(*args: str) -> Any:
@@ -171,7 +121,7 @@ def status(*args: str) -> Any:
 
 
 def test_status_finds_the_runs_the_current_step_and_the_pending_approval(
-    background: Callable[[str], Background], tmp_path: Path
+    background: Callable[[str], FlowThread], tmp_path: Path
 ) -> None:
     name = unique()
     path = write_environment(tmp_path, name, NO_AWS)

@@ -15,11 +15,9 @@ Chromium and chromedriver are not optional here: `.ci/run` installs them (apt-ge
 machine without them fails this test with the command that installs them, it never skips.
 """
 
-import contextvars
 import os
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +27,7 @@ from uuid import UUID
 import pytest
 import requests
 from conftest import write_environment
+from flowruns import FlowThread, paused_run_named
 from prefect.client.orchestration import get_client
 from prefect.flow_runs import resume_flow_run
 
@@ -153,31 +152,16 @@ def ui_base(prefect_api: str) -> str:
     return base
 
 
-def start_paused_migration(config: EnvironmentConfig) -> tuple[threading.Thread, dict[str, Any]]:
+def start_paused_migration(config: EnvironmentConfig) -> FlowThread:
     """Phase 1 of `config` in a thread, on the test's Prefect API; returns once it is Paused."""
-    outcome: dict[str, Any] = {}
 
-    def target() -> None:
-        try:
-            with checkpoint_storage(config):
-                outcome["report"] = migration(config.name, phases=[1])
-        except BaseException as exc:
-            outcome["error"] = exc
+    def target() -> Any:
+        with checkpoint_storage(config):
+            return migration(config.name, phases=[1])
 
-    # The test's Prefect API lives in a context variable: the thread must inherit it.
-    thread = threading.Thread(target=contextvars.copy_context().run, args=(target,), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline and thread.is_alive():
-            runs = client.read_flow_runs()
-            paused = [r for r in runs if r.state and r.state.is_paused() and config.name in r.name]
-            if paused:
-                outcome["run_id"] = paused[0].id
-                return thread, outcome
-            time.sleep(0.5)
-    thread.join(timeout=30)
-    raise AssertionError(f"the migration never paused for approval: {outcome}")
+    bg = FlowThread(target, lambda: paused_run_named(config.name))
+    bg.wait_paused(timeout=120)
+    return bg
 
 
 def state_of(run_id: UUID) -> str:
@@ -251,8 +235,8 @@ def test_operator_approves_a_paused_migration_in_the_prefect_ui(
 ) -> None:
     base = ui_base(prefect_api)
     assert len(discover(staging).nat_gateways) == 2
-    thread, outcome = start_paused_migration(staging)
-    run_id = outcome["run_id"]
+    bg = start_paused_migration(staging)
+    run_id = bg.run_id
     try:
         assert len(discover(staging).nat_gateways) == 2, "nothing may change before approval"
         approve_in_ui(browser, f"{base}/runs/flow-run/{run_id}", staging, artifacts)
@@ -260,15 +244,15 @@ def test_operator_approves_a_paused_migration_in_the_prefect_ui(
         while state_of(run_id) == "Paused":
             assert time.monotonic() < deadline, "submitting the form did not resume the run"
             time.sleep(0.5)
-        thread.join(timeout=180)
-        assert not thread.is_alive(), f"the migration did not finish: {state_of(run_id)}"
+        bg.thread.join(timeout=180)
+        assert not bg.thread.is_alive(), f"the migration did not finish: {state_of(run_id)}"
     finally:
-        if thread.is_alive() and state_of(run_id) == "Paused":  # the UI never answered
+        if bg.thread.is_alive() and state_of(run_id) == "Paused":  # the UI never answered
             resume_flow_run(run_id, run_input={"approved": False, "approver": "test cleanup"})
-        thread.join(timeout=180)
+        bg.thread.join(timeout=180)
 
-    assert "error" not in outcome, outcome.get("error")
-    [one] = outcome["report"].phases
+    assert bg.error is None, bg.error
+    [one] = bg.result.phases
     assert (one.status, one.gate, one.approver) == ("completed", "pass", APPROVER)
     assert discover(staging).nat_gateways == []
     assert state_of(run_id) == "Completed"
