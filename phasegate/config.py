@@ -403,19 +403,23 @@ def _known_fields(loc: tuple[Any, ...]) -> list[str]:
     return []
 
 
-def parse_environment(path: Path) -> EnvironmentConfig:
-    """Read and validate one environment file; a problem is a ConfigError naming file and field."""
+def read_yaml(path: Path, missing: str = "file not found") -> Any:
+    """Read a YAML file phasegate owns (environments, price tables), refusing duplicate keys.
+
+    Every problem is a ConfigError that starts with the file's path; `missing` says what a
+    missing file means to the caller.
+    """
     shown = display_path(path)
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ConfigError(f"{shown}: file not found") from None
+        raise ConfigError(f"{shown}: {missing}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{shown}: not UTF-8 text (bad byte at offset {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"{shown}: cannot read: {exc.strerror}") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except ConfigError as exc:
         raise ConfigError(f"{shown}: {exc}") from None
     except yaml.YAMLError as exc:
@@ -426,6 +430,12 @@ def parse_environment(path: Path) -> EnvironmentConfig:
         if context and start and (not mark or start.line != mark.line):
             problem += f" ({context} at line {start.line + 1})"
         raise ConfigError(f"{shown}: YAML syntax error: {where}{problem}") from None
+
+
+def parse_environment(path: Path) -> EnvironmentConfig:
+    """Read and validate one environment file; a problem is a ConfigError naming file and field."""
+    shown = display_path(path)
+    data = read_yaml(path)
     if data is None:
         raise ConfigError(f"{shown}: file is empty; expected an environment (name, tier, ...)")
     if not isinstance(data, dict):

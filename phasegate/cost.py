@@ -13,11 +13,10 @@ from datetime import date
 from pathlib import Path
 from typing import Literal, get_args
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field
 
 # The config loader refuses duplicate keys; a duplicated price would otherwise silently win.
-from phasegate.config import EnvironmentConfig, _UniqueKeyLoader
+from phasegate.config import EnvironmentConfig, read_yaml
 from phasegate.errors import ConfigError
 from phasegate.home import config_dir, display_path
 from phasegate.inventory import AutoScalingGroup, EcsService, Inventory
@@ -166,21 +165,7 @@ def load_price_table(region: str) -> PriceTable:
     """The price table of `region` from config_dir()/pricing/REGION.yaml."""
     path = config_dir() / "pricing" / f"{region}.yaml"
     shown = display_path(path)
-    try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{shown}: no price table for region {region!r} (file not found)"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"{shown}: cannot read: {exc.strerror}") from None
-    except ConfigError as exc:
-        raise ConfigError(f"{shown}: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{shown}: YAML syntax error: {where}{problem}") from None
+    data = read_yaml(path, missing=f"no price table for region {region!r} (file not found)")
     if not isinstance(data, dict):
         raise ConfigError(
             f"{shown}: expected a mapping of price sections, got {type(data).__name__}"
