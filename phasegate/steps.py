@@ -33,6 +33,10 @@ from phasegate.errors import PhasegateError
 from phasegate.inventory import Inventory, discover
 from phasegate.waiting import wait_until
 
+CREATED_BY_TAG = "phasegate:created-by"
+"""Tag on every resource a step creates (value: the step id): rollback and re-runs delete or
+reuse only what carries it, never a look-alike someone made by hand."""
+
 
 class StepRefused(PhasegateError):
     """The step will not proceed because doing so would break something; not retried."""

@@ -15,12 +15,19 @@ from pydantic import BaseModel
 from phasegate.aws import AwsClients
 from phasegate.errors import AwsCallError
 from phasegate.inventory import Inventory
-from phasegate.steps import Change, Observation, Record, Step, StepContext, VerificationFailed
+from phasegate.steps import (
+    CREATED_BY_TAG,
+    Change,
+    Observation,
+    Record,
+    Step,
+    StepContext,
+    VerificationFailed,
+)
 
 FARGATE = "ecs-fargate-arm64"
 EC2 = "ec2-asg-graviton"
 
-CREATED_BY_TAG = "phasegate:created-by"
 
 MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -27,6 +27,7 @@ from phasegate.cost import load_price_table, price_inventory
 from phasegate.errors import PhasegateError
 from phasegate.inventory import DISCOVERY_IAM_ACTIONS, EcsService, Inventory, Vpc
 from phasegate.steps import (
+    CREATED_BY_TAG,
     Change,
     Observation,
     Record,
@@ -46,7 +47,6 @@ TRAFFIC_DAYS = 7
 TRAFFIC_METRIC = ("AWS/NATGateway", "BytesOutToDestination", "NatGatewayId")
 UNKNOWN = "unknown"
 # Marks what phasegate made, so a re-run finds it instead of making another.
-CREATED_BY_TAG = "phasegate:created-by"
 REPLACES_TAG = "phasegate:replaces"
 
 # What the network survey reads on top of discovery (workloads in the private subnets).

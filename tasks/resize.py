@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from phasegate.inventory import Inventory
 from phasegate.steps import (
+    CREATED_BY_TAG,
     Change,
     Observation,
     Record,
@@ -38,7 +39,6 @@ from phasegate.steps import (
 # Tag a rollback puts on the snapshot it keeps: that snapshot predates the rollback, so a later
 # resize must take a fresh one rather than reuse it (see `_snapshot_slot`).
 SUPERSEDED_TAG = "phasegate:superseded-by-rollback"
-CREATED_BY_TAG = "phasegate:created-by"
 
 
 class ResizeObservation(Observation):
