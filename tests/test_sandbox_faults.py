@@ -1,18 +1,19 @@
 """Sandbox faults as a health gate sees them: real HTTP against the sandbox, real gates.
 
-The workload simulator ticks here (directly, or in a short-interval thread that every test
-stops), the faults file lives under the test's own PHASEGATE_HOME, and phasegate.gates reads
-CloudWatch through GetMetricData exactly as it would read AWS. Nothing in the gate knows about
-faults: it only sees what the sandbox published.
+The workload simulator ticks here directly, at a pinned minute, so a test asserts what each
+tick sent (datapoints, AWS calls), never how long it took. The faults file lives under the
+test's own PHASEGATE_HOME, and phasegate.gates reads CloudWatch through GetMetricData exactly
+as it would read AWS. Nothing in the gate knows about faults: it only sees what the sandbox
+published.
 """
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 from click.testing import Result
 from conftest import write_environment
@@ -67,6 +68,11 @@ def values(result: GateResult, check: str) -> list[float]:
 
 def fault_cli(*args: str) -> Result:
     return runner.invoke(app, ["sandbox", "fault", *args])
+
+
+def sandbox_calls(sandbox: str) -> list[dict[str, str]]:
+    """Every AWS call the sandbox answered since its call log was last cleared."""
+    return requests.get(f"{sandbox}/_phasegate/calls", timeout=10).json()
 
 
 # -- what a gate sees -----------------------------------------------------------------------
@@ -126,27 +132,27 @@ def test_fault_after_a_step_waits_for_its_checkpoint(
 ) -> None:
     result = fault_cli(str(seeded.source), "--kind", "5xx", "--after", "compute.graviton")
     assert result.exit_code == 0, result.output
-    simulator.start()  # ticks every 0.2 s; the fixture stops it
-    time.sleep(0.5)
-    assert gate(seeded).passed  # the step has not run: healthy
+    now = datetime.now(UTC)  # every tick at it: the same minute, so nothing new falls due
+    assert simulator.tick(now)["demo"] > 0  # the backfill, healthy: the step has not run
+    assert simulator.tick(now) == {"demo": 0}  # no fault in force: nothing to catch up on
+    assert gate(seeded).passed
 
     # Run the real step and checkpoint its Record where Prefect's run-step task would.
     step = STEPS["compute.graviton"](StepContext.for_environment(seeded))
     checkpoints = Checkpoints(seeded)
     key = checkpoints.key(step.phase, step.id, step.target_hash())
     record = execute(step, key, journal=checkpoints)
-    assert gate(seeded).passed  # applied, but no checkpoint yet: still healthy
+    assert simulator.tick(now) == {"demo": 0}  # applied, but no checkpoint yet: healthy
+    assert gate(seeded).passed
     checkpoints.store.write(record, key=key)
     assert checkpoints.current(step.phase, step.id) == record
 
-    deadline = time.monotonic() + 10
-    while (result := gate(seeded)).passed:
-        assert time.monotonic() < deadline, "the fault never showed"
-        time.sleep(0.1)
-    # The gate may have started in the tick before the fault reached its window: what
-    # matters is the round that failed it.
-    last = [c.status for c in result.rounds[-1].checks if c.name == "alb-5xx-ratio"]
-    assert last == ["fail"], result.reason
+    assert simulator.tick(now)["demo"] > 0  # the checkpoint is there: the fault catches up
+    assert simulator.tick(now) == {"demo": 0}  # once only
+    result = gate(seeded)
+    assert not result.passed
+    assert statuses(result, "alb-5xx-ratio") == {"fail"}, result.reason
+    assert "alb-5xx-ratio on " in result.reason
 
 
 def test_rolling_the_step_back_ends_the_fault(
@@ -189,15 +195,20 @@ def test_rolling_the_step_back_ends_the_fault(
     assert len(errors["Values"]) == 1 and errors["Values"][0] <= 2
 
 
-def test_steady_tick_is_cheap(seeded: EnvironmentConfig, simulator: WorkloadSimulator) -> None:
-    """Ticking every half second must cost next to nothing when no minute is due."""
+def test_steady_tick_is_cheap(
+    seeded: EnvironmentConfig, simulator: WorkloadSimulator, sandbox: str
+) -> None:
+    """Ticking every half second must cost next to nothing when no minute is due: no AWS
+    call at all (the sandbox logs every call it gets), whatever the machine's speed."""
     set_fault("demo", "latency", after="compute.graviton")  # a checkpoint to look for
     now = datetime.now(UTC)
-    simulator.tick(now)
-    started = time.perf_counter()
+    requests.delete(f"{sandbox}/_phasegate/calls", timeout=10).raise_for_status()
+    assert simulator.tick(now)["demo"] > 0
+    assert "PutMetricData" in {c["action"] for c in sandbox_calls(sandbox)}  # the log works
+    requests.delete(f"{sandbox}/_phasegate/calls", timeout=10).raise_for_status()
     for _ in range(20):
         assert simulator.tick(now) == {"demo": 0}
-    assert (time.perf_counter() - started) / 20 < 0.05
+    assert sandbox_calls(sandbox) == []
 
 
 # -- the command line -----------------------------------------------------------------------
