@@ -1,16 +1,18 @@
 """wait_until: returns when done, backs off by its factor up to a cap, and a deadline is an error.
 
-Delays are checked by recording the sleep arguments (a fake sleep); deadlines with real short
-sleeps, asserting only generous time bounds.
+Delays are checked by recording the sleep arguments (a fake sleep); deadlines on a fake clock
+that only the fake sleep moves, so a test asserts exactly which sleeps were taken and when the
+deadline struck, never how long the machine took.
 """
 
-import time
 from collections.abc import Callable, Iterator
 from itertools import pairwise
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from phasegate import waiting
 from phasegate.aws import AwsClients
 from phasegate.config import AwsSettings
 from phasegate.errors import AwsCallError, PhasegateError, WaitTimeout
@@ -33,16 +35,26 @@ def states(*values: str) -> Callable[[], str]:
 
 
 class Sleeps(list[float]):
-    """A fake sleep that records its arguments (and optionally really sleeps, briefly)."""
+    """A fake sleep that records its arguments and moves `clock` on by them."""
 
-    def __init__(self, real: bool = False) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.real = real
+        self.now = 1000.0
+
+    def clock(self) -> float:
+        return self.now
 
     def __call__(self, seconds: float) -> None:
         self.append(seconds)
-        if self.real:
-            time.sleep(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> Sleeps:
+    """wait_until's monotonic clock is this Sleeps' clock: time passes only when it sleeps."""
+    sleeps = Sleeps()
+    monkeypatch.setattr(waiting, "time", SimpleNamespace(monotonic=sleeps.clock, sleep=sleeps))
+    return sleeps
 
 
 def test_returns_the_done_result_at_once_without_sleeping() -> None:
@@ -101,9 +113,8 @@ def test_a_first_delay_above_the_cap_is_capped_too() -> None:
     assert sleeps == pytest.approx([5.0, 5.0])
 
 
-def test_deadline_raises_wait_timeout_naming_what_and_the_last_state() -> None:
-    probe, sleeps = states("creating", "modifying"), Sleeps(real=True)
-    started = time.monotonic()
+def test_deadline_raises_wait_timeout_naming_what_and_the_last_state(fake_clock: Sleeps) -> None:
+    probe, sleeps = states("creating", "modifying"), fake_clock
     with pytest.raises(WaitTimeout) as caught:
         wait_until(
             "RDS acme-db available",
@@ -114,20 +125,22 @@ def test_deadline_raises_wait_timeout_naming_what_and_the_last_state() -> None:
             max_delay=0.05,
             sleep=sleeps,
         )
-    elapsed = time.monotonic() - started
     message = str(caught.value)
     assert "RDS acme-db available" in message
     assert "last seen: modifying" in message
     assert isinstance(caught.value, PhasegateError) and caught.value.exit_code == 1
-    assert 0.3 <= elapsed < 0.3 + 5.0  # generous: never a hang
-    assert probe.calls >= 3  # type: ignore[attr-defined]
-    assert all(s <= 0.05 for s in sleeps)
+    # 0.01 grown by 1.6 up to the 0.05 cap, then 0.05 until the 0.3 s are used up; the last
+    # sleep is what is left of them, and one last probe at the deadline.
+    growing = [0.01, 0.016, 0.0256, 0.04096]
+    expected = [*growing, 0.05, 0.05, 0.05, 0.05, 0.00744]  # 0.09256 + 0.2 + 0.00744 = 0.3
+    assert sleeps == pytest.approx(expected)
+    assert sum(sleeps) == pytest.approx(0.3)
+    assert probe.calls == len(expected) + 1  # type: ignore[attr-defined]
 
 
-def test_the_last_sleep_never_overshoots_the_deadline() -> None:
+def test_the_last_sleep_never_overshoots_the_deadline(fake_clock: Sleeps) -> None:
     """A long backoff delay is cut to the time left, so the deadline is kept, not a delay later."""
-    probe, sleeps = states("pending"), Sleeps(real=True)
-    started = time.monotonic()
+    probe, sleeps = states("pending"), fake_clock
     with pytest.raises(WaitTimeout, match="cache acme-redis available"):
         wait_until(
             "cache acme-redis available",
@@ -138,10 +151,23 @@ def test_the_last_sleep_never_overshoots_the_deadline() -> None:
             max_delay=30.0,
             sleep=sleeps,
         )
-    elapsed = time.monotonic() - started
-    assert sleeps and all(s <= 0.2 for s in sleeps)
-    assert elapsed < 0.2 + 5.0  # a 30 s sleep would have been taken otherwise
-    assert probe.calls >= 2  # type: ignore[attr-defined]  # a last look at the deadline
+    assert sleeps == pytest.approx([0.2])  # not the 30 s delay
+    assert probe.calls == 2  # type: ignore[attr-defined]  # a last look at the deadline
+
+
+def test_a_probe_that_takes_time_uses_up_the_deadline_too(fake_clock: Sleeps) -> None:
+    """The deadline is wall time from the start, probes included, not the sum of the sleeps."""
+    sleeps = fake_clock
+
+    def slow_probe() -> str:
+        sleeps.now += 4.0  # each look takes 4 s (a slow API)
+        return "pending"
+
+    with pytest.raises(WaitTimeout, match="timed out after 10s"):
+        wait_until("x done", slow_probe, lambda s: s == "done", timeout=10, first_delay=1.0,
+                   factor=1.0, sleep=sleeps)  # fmt: skip
+    # t=4 probe, sleep 1; t=9 probe, sleep what is left (1); t=14 probe: past the deadline
+    assert sleeps == pytest.approx([1.0, 1.0])
 
 
 def test_zero_timeout_probes_once_then_raises() -> None:
