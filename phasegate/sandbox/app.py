@@ -17,21 +17,34 @@ own error format, so retries and fail-fast are exercised over the wire: POST
 /_phasegate/faults {"action": "DeleteNatGateway" or "*" (every mutating action),
 "code": "Throttling", "status": 400, "times": 3} fails each matching action `times` times
 before letting it through (-1: always); DELETE /_phasegate/faults clears them.
+
+Hold faults stop a client at a precise point inside a migration step (to SIGKILL it there,
+never by a sleep): {"action": "DeleteNatGateway", "hold": 30, "times": 1} records the
+matching request in the call log as soon as it arrives, holds it for `hold` seconds or until
+DELETE /_phasegate/faults, whichever comes first, then answers 503 ServiceUnavailable (unless
+"code" and "status" say otherwise) without passing it to moto: the action never happens.
+A held request blocks nothing else. SDKs retry a 503: a client that survives the hold sends
+the action again, and `times` decides whether that retry is held too.
+
+The latency model (phasegate.sandbox.latency) makes changes take time like AWS's, scaled by
+a factor (0, the default: instant): GET/POST/DELETE /_phasegate/latency, and transitions
+that are not the product's doing through /_phasegate/transitions.
 """
 
 import io
 import json
-import os
 import re
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
 from moto.server import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
+
+from phasegate.sandbox.latency import Latency, SpecError, account_and_region, check_factor
 
 ORDERABLE_ENGINES = {"postgres": ["13.15", "14.12", "15.7", "15.8", "16.3", "16.4", "17.2"]}
 ORDERABLE_CLASSES = [
@@ -54,7 +67,6 @@ CACHE_NODE_MEMORY_GIB = {
 READ_ONLY_PREFIXES = ("Describe", "List", "Get", "BatchGet", "Search", "Lookup", "Head")
 
 _SERVICE_IN_AUTH = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
-_KEY_AND_REGION_IN_AUTH = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/")
 
 StartResponse = Callable[..., Any]
 
@@ -98,11 +110,8 @@ def _allowed_node_types_response(
 ) -> tuple[str, bytes]:
     """Status and body of ListAllowedNodeTypeModifications for a group or cluster in moto."""
     from moto.elasticache.models import elasticache_backends
-    from moto.iam.models import get_account_id_from
 
-    match = _KEY_AND_REGION_IN_AUTH.search(environ.get("HTTP_AUTHORIZATION", ""))
-    key, region = match.groups() if match else ("", "us-east-1")
-    account = os.environ.get("MOTO_ACCOUNT_ID") or get_account_id_from(key)
+    account, region = account_and_region(environ)
     backend = elasticache_backends[account][region]
     group_id = params.get("ReplicationGroupId", [""])[0]
     cluster_id = params.get("CacheClusterId", [""])[0]
@@ -144,11 +153,22 @@ class ApiFault:
     """Answer matching calls with an AWS error, `times` times per action (-1: always)."""
 
     action: str
-    code: str
-    status: int = 400
+    code: str = ""  # "" with a hold: ServiceUnavailable
+    status: int = 0  # 0: 503 with a hold, else 400
     times: int = -1
     message: str = "injected by the phasegate sandbox"
+    hold: float = 0  # seconds to hold the request before failing it (0: fail at once)
     failed: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.hold, int | float) or self.hold < 0:
+            raise SpecError("'hold' must be a number of seconds >= 0")
+        if not self.code:
+            if not self.hold:
+                raise SpecError("a fault needs a 'code' (or a 'hold')")
+            self.code = "ServiceUnavailable"
+        if not self.status:
+            self.status = 503 if self.hold else 400
 
     def strikes(self, action: str) -> bool:
         """True when this call of `action` must fail; counts it."""
@@ -181,13 +201,16 @@ class ApiFault:
 
 
 class SandboxApp:
-    """WSGI middleware around moto's dispatcher: fills gaps, logs calls, injects API faults."""
+    """WSGI middleware around moto's dispatcher: fills gaps, logs calls, injects API faults,
+    and makes changes take time (phasegate.sandbox.latency)."""
 
-    def __init__(self) -> None:
+    def __init__(self, latency: float = 0.0) -> None:
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.calls: list[dict[str, str]] = []
         self.faults: list[ApiFault] = []
+        self.latency = Latency(latency)
         self._lock = threading.Lock()
+        self._faults_cleared = threading.Event()  # set (and replaced) by DELETE faults
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -195,12 +218,23 @@ class SandboxApp:
             return self._calls_endpoint(environ, start_response)
         if path == "/_phasegate/faults":
             return self._faults_endpoint(environ, start_response)
+        if path == "/_phasegate/latency":
+            return self._latency_endpoint(environ, start_response)
+        if path == "/_phasegate/transitions":
+            return self._transitions_endpoint(environ, start_response)
+        if path == "/moto-api/reset":
+            with self.latency.lock:
+                self.latency.forget()  # the resources they were about are gone
+                return self.moto(environ, start_response)
         service, action, params = self._identify(environ)
         if action:
             with self._lock:
                 self.calls.append({"service": service, "action": action})
                 fault = next((f for f in self.faults if f.strikes(action)), None)
+                cleared = self._faults_cleared
             if fault is not None:
+                if fault.hold:
+                    cleared.wait(fault.hold)  # never under a lock: other requests go on
                 status, content_type, body = fault.response(
                     service, bool(environ.get("HTTP_X_AMZ_TARGET"))
                 )
@@ -218,7 +252,11 @@ class SandboxApp:
                 status, [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))]
             )
             return [body]
-        return self.moto(environ, start_response)
+        with self.latency.lock:
+            self.latency.settle()
+            return self.latency.dispatch(
+                service, action, params, environ, start_response, self.moto
+            )
 
     def _identify(self, environ: dict[str, Any]) -> tuple[str, str, dict[str, list[str]]]:
         """Service and action of a request, for both the query and the JSON protocols."""
@@ -240,37 +278,110 @@ class SandboxApp:
             action = f"{environ.get('REQUEST_METHOD', '')} {environ.get('PATH_INFO', '')}"
         return service, action, params
 
+    @staticmethod
+    def _json_body(environ: dict[str, Any]) -> dict[str, Any]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        try:
+            spec = json.loads(environ["wsgi.input"].read(length) or b"{}")
+        except ValueError as exc:
+            raise SpecError(f"the body is not JSON: {exc}") from None
+        if not isinstance(spec, dict):
+            raise SpecError("the body must be a JSON object")
+        return spec
+
+    @staticmethod
+    def _json_answer(start_response: StartResponse, data: Any, status: str = "200 OK") -> list:
+        body = json.dumps(data).encode()
+        start_response(
+            status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        )
+        return [body]
+
+    def _spec_error(self, start_response: StartResponse, exc: SpecError) -> list[bytes]:
+        status = "404 Not Found" if exc.missing else "400 Bad Request"
+        return self._json_answer(start_response, {"error": str(exc)}, status)
+
     def _calls_endpoint(
         self, environ: dict[str, Any], start_response: StartResponse
     ) -> list[bytes]:
         with self._lock:
             if environ.get("REQUEST_METHOD") == "DELETE":
                 self.calls.clear()
-            body = json.dumps(self.calls).encode()
-        start_response("200 OK", [("Content-Type", "application/json")])
-        return [body]
+            calls = list(self.calls)
+        return self._json_answer(start_response, calls)
 
     def _faults_endpoint(
         self, environ: dict[str, Any], start_response: StartResponse
     ) -> list[bytes]:
         method = environ.get("REQUEST_METHOD")
-        with self._lock:
+        known = {f.name for f in fields(ApiFault)} - {"failed"}
+        try:
+            with self._lock:
+                if method == "DELETE":
+                    self.faults.clear()
+                    self._faults_cleared.set()  # releases the held requests
+                    self._faults_cleared = threading.Event()
+                elif method == "POST":
+                    spec = self._json_body(environ)
+                    unknown = set(spec) - known
+                    if unknown or "action" not in spec:
+                        raise SpecError(
+                            f"a fault takes 'action' and any of {', '.join(sorted(known))}"
+                        )
+                    self.faults.append(ApiFault(**spec))
+                faults = [dict(vars(f)) for f in self.faults]
+        except SpecError as exc:
+            return self._spec_error(start_response, exc)
+        return self._json_answer(start_response, faults)
+
+    def _latency_endpoint(
+        self, environ: dict[str, Any], start_response: StartResponse
+    ) -> list[bytes]:
+        from phasegate.sandbox.latency import BASE_SECONDS
+
+        method = environ.get("REQUEST_METHOD")
+        lat = self.latency
+        try:
+            with lat.lock:
+                if method == "DELETE":
+                    lat.factor = 0.0
+                    lat.complete_all()
+                elif method == "POST":
+                    spec = self._json_body(environ)
+                    if set(spec) != {"factor"}:
+                        raise SpecError('the body must be {"factor": F}')
+                    lat.settle()
+                    lat.factor = check_factor(spec["factor"])
+                factor = lat.factor
+        except SpecError as exc:
+            return self._spec_error(start_response, exc)
+        return self._json_answer(start_response, {"factor": factor, "base_seconds": BASE_SECONDS})
+
+    def _transitions_endpoint(
+        self, environ: dict[str, Any], start_response: StartResponse
+    ) -> list[bytes]:
+        method = environ.get("REQUEST_METHOD")
+        try:
+            if method == "POST":
+                return self._json_answer(
+                    start_response, self.latency.inject(self._json_body(environ))
+                )
             if method == "DELETE":
-                self.faults.clear()
-            elif method == "POST":
-                length = int(environ.get("CONTENT_LENGTH") or 0)
-                spec = json.loads(environ["wsgi.input"].read(length) or b"{}")
-                self.faults.append(ApiFault(**spec))
-            body = json.dumps([{k: v for k, v in vars(f).items()} for f in self.faults]).encode()
-        start_response("200 OK", [("Content-Type", "application/json")])
-        return [body]
+                self.latency.complete_all()
+        except SpecError as exc:
+            return self._spec_error(start_response, exc)
+        return self._json_answer(start_response, self.latency.listing())
 
 
 class SandboxServer:
-    """moto plus the sandbox front, served on 127.0.0.1 from a background thread."""
+    """moto plus the sandbox front, served on 127.0.0.1 from a background thread.
 
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
-        self.app = SandboxApp()
+    `latency` is the latency model's factor (phasegate.sandbox.latency): 0 makes every
+    change instant, 1 takes AWS's own time, 0.01 a hundredth of it.
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1", latency: float = 0.0) -> None:
+        self.app = SandboxApp(latency=latency)
         self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self.url = f"http://{host}:{self._server.server_port}"

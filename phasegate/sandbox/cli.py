@@ -58,10 +58,17 @@ def up(
     environments: int = typer.Option(
         1, "--environments", "-n", min=1, help="environments to seed: demo, demo-2, ..."
     ),
+    latency: float = typer.Option(
+        0.0,
+        "--latency",
+        min=0.0,
+        help="changes take AWS's time times this (1: as on AWS, 0.01: a hundredth; "
+        "default 0: instant); see docs/sandbox-latency.md",
+    ),
 ) -> None:
     """Start the sandbox in the background and seed environments into it."""
     with _errors(), _out.status(f"starting the sandbox on port {port} ..."):
-        state = start_sandbox(port=port, environments=environments)
+        state = start_sandbox(port=port, environments=environments, latency=latency)
     _out.print(
         f"[green]sandbox running[/] at {state.endpoint} (pid {state.pid}); "
         f"log: {display_path(Path(state.log_file))}"

@@ -1,4 +1,4 @@
-"""The sandbox process: `python -m phasegate.sandbox.daemon --port P`.
+"""The sandbox process: `python -m phasegate.sandbox.daemon --port P [--latency F]`.
 
 Started detached by `phasegate sandbox up` (phasegate.sandbox.server); runs the sandbox's HTTP
 server (moto plus the gap-filling front of phasegate.sandbox.app) on 127.0.0.1:P and the
@@ -36,7 +36,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=10.0,
         help="real seconds between simulator ticks (default 10)",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="latency factor: AWS's durations times this (default 0: every change instant)",
+    )
+    args = parser.parse_args(argv)
+    if not 0 <= args.latency < float("inf"):
+        parser.error("--latency must be a number >= 0")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,14 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _on_signal)
 
     try:
-        server = SandboxServer(port=args.port, host=HOST).start()
+        server = SandboxServer(port=args.port, host=HOST, latency=args.latency).start()
     except OSError as exc:
         log.error("cannot listen", host=HOST, port=args.port, error=str(exc))
         return 1
     simulator = WorkloadSimulator(
         functools.partial(sandbox_environments, server.url), tick_seconds=args.tick_seconds
     ).start()
-    log.info("sandbox ready", endpoint=server.url, tick_seconds=args.tick_seconds)
+    log.info(
+        "sandbox ready", endpoint=server.url, tick_seconds=args.tick_seconds, latency=args.latency
+    )
 
     while not stop.wait(0.5):  # a bounded wait keeps the main thread responsive to signals
         pass

@@ -7,7 +7,8 @@ environment's own ECR repository, RDS PostgreSQL db.t3.micro and a Redis replica
 group of two cache.t3.micro nodes. Every resource carries the environment's discovery tags.
 
 moto's gaps are filled here, where the seed knows what a running environment looks like:
-DNS hostnames on, and ECS running == desired (moto only sets running on update_service).
+DNS hostnames on. (ECS running == desired is the sandbox front's doing, for every service
+however it was created: phasegate.sandbox.latency.)
 """
 
 import hashlib
@@ -262,7 +263,6 @@ def seed_environment(clients: AwsClients, name: str, index: int) -> SeededEnviro
         },
         tags=ecs_tags,
     )["service"]["serviceName"]
-    ecs.update_service(cluster=cluster, service=service, desiredCount=2)
 
     rds = clients.rds
     rds.create_db_subnet_group(

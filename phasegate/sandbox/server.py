@@ -21,13 +21,15 @@ happens to have inherited the pid.
 
 import contextlib
 import http.client
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+import urllib.request
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,12 +165,37 @@ def seed_sandbox(endpoint: str, names: Sequence[str], first_index: int = 1) -> l
     paths = []
     for offset, name in enumerate(names):
         started = time.monotonic()
-        seed_environment(clients, name, first_index + offset)
+        with _instant(endpoint):
+            seed_environment(clients, name, first_index + offset)
         paths.append(write_environment_file(name, endpoint))
         log.debug(
             "environment seeded", environment=name, seconds=round(time.monotonic() - started, 2)
         )
     return paths
+
+
+def _latency_factor(endpoint: str, factor: float | None = None) -> float:
+    """The sandbox's latency factor (phasegate.sandbox.latency), after setting it if given."""
+    data = None if factor is None else json.dumps({"factor": factor}).encode()
+    request = urllib.request.Request(
+        f"{endpoint}/_phasegate/latency", data=data, method="GET" if data is None else "POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return float(json.load(answer)["factor"])
+
+
+@contextlib.contextmanager
+def _instant(endpoint: str) -> Iterator[None]:
+    """Latency factor 0 meanwhile: a seeded environment is running and available at once,
+    today's architecture as it stands, not one still being created."""
+    factor = _latency_factor(endpoint)
+    if factor:
+        _latency_factor(endpoint, 0.0)
+    try:
+        yield
+    finally:
+        if factor:
+            _latency_factor(endpoint, factor)
 
 
 # -- processes and ports --------------------------------------------------------------------
@@ -349,9 +376,16 @@ def _seed_into(state: SandboxState, names: list[str], first_index: int) -> Sandb
 
 
 def start_sandbox(
-    port: int = 4566, environments: int = 1, wait: float = 15, tick_seconds: float = 2.0
+    port: int = 4566,
+    environments: int = 1,
+    wait: float = 15,
+    tick_seconds: float = 2.0,
+    latency: float = 0.0,
 ) -> SandboxState:
     """Start the sandbox daemon on `port` and seed `environments` environments.
+
+    `latency` is the latency model's factor (phasegate.sandbox.latency): 0 makes every change
+    instant, 1 takes AWS's own time. Seeding runs at factor 0 whatever it is.
 
     All or nothing: if the daemon does not come up or seeding fails, the process is stopped
     and every file written is removed before the error is raised.
@@ -377,12 +411,14 @@ def start_sandbox(
     if status.state is not None:
         log.info("removing stale sandbox state", pid=status.state.pid, port=status.state.port)
         _remove_files(status.state)
+    if not (latency >= 0 and latency != float("inf")):
+        raise ConfigError(f"--latency must be a number >= 0 (0: instant), got {latency}")
     if port_in_use(port):
         raise PhasegateError(f"port {port} on {HOST} is already in use; choose another with --port")
 
     log_file = log_path()
     argv = [sys.executable, "-m", DAEMON_MODULE, "--port", str(port)]
-    argv += ["--tick-seconds", str(tick_seconds)]
+    argv += ["--tick-seconds", str(tick_seconds), "--latency", str(latency)]
     with log_file.open("wb") as out:
         child = subprocess.Popen(
             argv,
