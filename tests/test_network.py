@@ -130,18 +130,97 @@ def test_assessment_traffic_is_the_sum_of_bytes_and_renders(
     traffic = {n["id"]: n["bytes_out_to_destination"] for n in report["nat_gateways"]}
     assert traffic == {busy: 4_001_000, quiet: "unknown"}
 
-    markdown = render_markdown(report)
-    assert markdown == NatAssessment.render_markdown(report)
-    assert markdown.startswith("# NAT gateway assessment: demo")
-    assert busy in markdown and quiet in markdown
-    assert "unknown (no data)" in markdown
-    assert "3.8 MB" in markdown
+    markdown = NatAssessment.render_markdown(report)
+    assert markdown.startswith("# NAT gateway assessment: demo\n")
+    rows = {line.split(" | ")[0][2:]: line for line in markdown.splitlines() if "| nat-" in line}
+    assert set(rows) == {busy, quiet}
+    assert "| 3.8 MB |" in rows[busy]  # 4,001,000 bytes
+    assert "| unknown (no data) |" in rows[quiet]
     assert "ecs-service demo-cluster/demo-api" in markdown
     assert "com.amazonaws.us-east-1.s3" in markdown
     # outside a Prefect run apply publishes nothing and just returns the assessment
     change = plan(step)
     assert change is not None
     assert step.apply(change) == report | {"generated_at": change.desired["generated_at"]}
+
+
+def test_assessment_markdown_of_a_hand_built_report() -> None:
+    """Every field in its place, bytes in binary units, no data never shown as 0."""
+    nat = {"subnet_id": "subnet-pub-a", "availability_zone": "us-east-1a"}
+    report = {
+        "environment": "acme",
+        "region": "us-east-1",
+        "generated_at": "2026-01-02T03:04:05+00:00",
+        "traffic_days": 7,
+        "monthly_nat_cost": 1234.5,
+        "nat_gateways": [
+            {
+                **nat, "id": "nat-busy", "bytes_out_to_destination": 4_001_000,
+                "route_tables": [{"id": "rtb-a"}, {"id": "rtb-c"}],
+                "private_subnets": ["subnet-priv-a", "subnet-priv-c"],
+                "workloads": [
+                    {"kind": "ecs-service", "id": "acme/api"},
+                    {"kind": "ec2-instance", "id": "i-1"},
+                ],
+            },
+            {
+                **nat, "id": "nat-tiny", "bytes_out_to_destination": 512,
+                "route_tables": [{"id": "rtb-b"}], "private_subnets": ["subnet-priv-b"],
+                "workloads": [],
+            },
+            {
+                "id": "nat-quiet", "subnet_id": "subnet-pub-b", "availability_zone": "us-east-1b",
+                "bytes_out_to_destination": "unknown", "route_tables": [], "private_subnets": [],
+                "workloads": [],
+            },
+        ],
+        "workloads": [
+            {"kind": "ecs-service", "id": "acme/api", "movable": True, "note": "public IP"},
+            {"kind": "ec2-instance", "id": "i-1", "movable": False, "note": "no public IP"},
+        ],
+        "vpc_endpoints": [
+            {"vpc_id": "vpc-1", "service": "com.amazonaws.us-east-1.s3", "type": "Gateway",
+             "needed": "yes: image layers", "present": False},
+            {"vpc_id": "vpc-1", "service": "com.amazonaws.us-east-1.ecr.dkr",
+             "type": "Interface", "needed": "only if private", "present": True},
+        ],
+        "notes": ["first note", "second note"],
+    }  # fmt: skip
+    assert render_markdown(report) == (
+        "# NAT gateway assessment: acme\n"
+        "\n"
+        "Region us-east-1, generated 2026-01-02T03:04:05+00:00. Traffic is AWS/NATGateway "
+        "BytesOutToDestination, Sum over the last 7 days; no data is shown as unknown, never "
+        "as 0.\n"
+        "\n"
+        "NAT gateways cost about $1,234.50 a month here.\n"
+        "\n"
+        "| NAT gateway | subnet (AZ) | traffic | route tables | private subnets | workloads |\n"
+        "|---|---|---|---|---|---|\n"
+        "| nat-busy | subnet-pub-a (us-east-1a) | 3.8 MB | rtb-a, rtb-c "
+        "| subnet-priv-a, subnet-priv-c | ecs-service acme/api, ec2-instance i-1 |\n"
+        "| nat-tiny | subnet-pub-a (us-east-1a) | 512 B | rtb-b | subnet-priv-b | none |\n"
+        "| nat-quiet | subnet-pub-b (us-east-1b) | unknown (no data) | none | none | none |\n"
+        "\n"
+        "## Workloads that lose egress without a NAT\n"
+        "\n"
+        "- ecs-service `acme/api` (movable): public IP\n"
+        "- ec2-instance `i-1` (BLOCKS nat.remove): no public IP\n"
+        "\n"
+        "## VPC endpoints needed without a NAT\n"
+        "\n"
+        "| VPC | endpoint | type | needed | present |\n"
+        "|---|---|---|---|---|\n"
+        "| vpc-1 | com.amazonaws.us-east-1.s3 | Gateway | yes: image layers | no |\n"
+        "| vpc-1 | com.amazonaws.us-east-1.ecr.dkr | Interface | only if private | yes |\n"
+        "\n"
+        "> first note\n"
+        "> second note\n"
+    )
+
+    empty = render_markdown(report | {"nat_gateways": [], "workloads": [], "notes": []})
+    assert "|---|---|---|---|---|---|\n| none | | | | | |\n" in empty
+    assert "## Workloads that lose egress without a NAT\n\n- none\n" in empty
 
 
 # --------------------------------------------------------------------------- nat.remove
@@ -359,7 +438,11 @@ def test_assessment_is_published_as_a_markdown_artifact_inside_a_prefect_run(
             )
         )
     assert (artifact.key, artifact.type) == ("nat-assessment-demo", "markdown")
-    assert artifact.data == render_markdown(report)
+    assert artifact.data.startswith("# NAT gateway assessment: demo\n")
+    for nat in report["nat_gateways"]:  # one table row per gateway, its traffic unknown here
+        assert f"| {nat['id']} | {nat['subnet_id']} (" in artifact.data
+    assert artifact.data.count("| unknown (no data) |") == len(report["nat_gateways"]) == 2
+    assert artifact.data == render_markdown(report)  # the very report the step returned
 
 
 def test_an_s3_endpoint_that_was_there_is_extended_then_narrowed_back_not_deleted(
