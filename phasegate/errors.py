@@ -34,3 +34,30 @@ class WaitTimeout(PhasegateError):
 
 class PhaseFailed(PhasegateError):
     """A phase stopped on a failed step; says whether its finished steps were rolled back."""
+
+
+class AwsRetriesExhausted(PhasegateError):
+    """An AWS call kept failing transiently (throttling, 5xx, connection) until retries ran out.
+
+    Not an AwsCallError: another try later (a Prefect task retry, a re-run) may well succeed.
+    """
+
+    def __init__(self, operation: str, resource: str, attempts: int, reason: str) -> None:
+        self.operation = operation
+        self.resource = resource
+        self.attempts = attempts
+        self.reason = reason
+        tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+        # Exception's, not super()'s: a subclass also derives from botocore's ClientError.
+        Exception.__init__(self, f"{operation} on {resource} failed after {tries}: {reason}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return type(self), (self.operation, self.resource, self.attempts, self.reason)
+
+
+class AwsUnreachable(PhasegateError):
+    """An environment's AWS endpoint cannot be reached at all; the message says what to do."""
+
+
+class AwsCredentialsError(PhasegateError):
+    """No usable credentials for an environment (none found, expired, or the role refused)."""

@@ -22,14 +22,20 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
 from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+    ParamValidationError,
+)
 from botocore.parsers import ResponseParserError
 
 from phasegate.aws import AwsClients, make_session
 from phasegate.config import AwsSettings
-from phasegate.errors import AwsCallError, PhasegateError
-from phasegate.retry import RetryPolicy, is_transient, resource_of
+from phasegate.errors import AwsCallError, AwsRetriesExhausted, PhasegateError
+from phasegate.retry import ASSUMED_DONE, RetryPolicy, is_transient, lost_response, resource_of
 
 # phasegate.aws._BOTOCORE_CONFIG: max_attempts=3 retries after the first send, 4 sends per call
 BOTOCORE_ATTEMPTS = 4
@@ -286,7 +292,8 @@ TRANSIENT = [
 def test_transient_faults_beyond_botocore_are_survived(
     world: World, service: str, fault: Fault, per_call: int, faults: int
 ) -> None:
-    clients = world.clients(max_attempts=10)
+    # connect_attempts lifted: this is about the arithmetic, the connection budget is below.
+    clients = world.clients(max_attempts=10, connect_attempts=10)
     operation, read = READS[service]
     injector = FaultInjector(clients.client(service), operation, fault, faults)
 
@@ -312,18 +319,26 @@ def test_throttling_survived_with_botocore_real_backoff(world: World) -> None:
 def test_endless_fault_fails_after_capped_attempts(
     world: World, service: str, fault: Fault, per_call: int, max_attempts: int
 ) -> None:
-    policy = {"max_attempts": max_attempts, "max_seconds": 60.0}
+    policy = {"max_attempts": max_attempts, "max_seconds": 60.0, "connect_attempts": max_attempts}
     clients = world.clients(**policy)
     operation, read = READS[service]
     injector = FaultInjector(clients.client(service), operation, fault, faults=None)
 
     started = time.monotonic()
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(AwsRetriesExhausted) as caught:
         read(clients, world)
     elapsed = time.monotonic() - started
 
-    assert is_transient(caught.value)  # the last transient error, as botocore raised it
-    assert not isinstance(caught.value, AwsCallError)
+    # A PhasegateError naming operation and resource, around the last transient error.
+    error = caught.value
+    assert (error.operation, error.attempts) == (operation, max_attempts)
+    assert error.resource in {world.vpc_id, world.cluster, world.db}
+    assert str(error).startswith(f"{operation} on {error.resource} failed after ")
+    assert isinstance(error, PhasegateError) and error.exit_code == 1
+    assert is_transient(error) and is_transient(error.__cause__)
+    assert not isinstance(error, AwsCallError)  # a Prefect task retry may still try again
+    if isinstance(error.__cause__, ClientError):  # still readable as the ClientError it was
+        assert isinstance(error, ClientError) and error.response is error.__cause__.response
     assert injector.calls[operation] == max_attempts
     assert injector.sends[operation] == max_attempts * per_call
     assert elapsed < policy["max_seconds"]
@@ -526,6 +541,148 @@ def test_waiter_error_acceptor_still_matches(world: World) -> None:
     )
 
 
+# --- 4. what another try cannot fix, or need not: connection budget, bad parameters, lost answers
+
+
+@pytest.mark.usefixtures("fast_botocore_backoff")
+def test_unconnectable_endpoint_gets_a_short_budget(world: World) -> None:
+    """A refused connection is retried connect_attempts (default 2) times, not max_attempts."""
+    clients = world.clients(max_attempts=8)
+    injector = FaultInjector(clients.ec2, "DescribeVpcs", CONNECTION_REFUSED, faults=None)
+    with pytest.raises(AwsRetriesExhausted) as caught:
+        _read_ec2(clients, world)
+    assert injector.calls["DescribeVpcs"] == 2
+    assert injector.sends["DescribeVpcs"] == 2 * BOTOCORE_ATTEMPTS
+    assert str(caught.value) == (
+        f"DescribeVpcs on {world.vpc_id} failed after 2 attempts: "
+        f'Could not connect to the endpoint URL: "{world.sandbox}/"'
+    )
+    assert isinstance(caught.value.__cause__, EndpointConnectionError)
+
+
+def _calls_at_sandbox(sandbox: str, action: str) -> int:
+    log = requests.get(f"{sandbox}/_phasegate/calls", timeout=10).json()
+    return sum(1 for call in log if call["action"] == action)
+
+
+def test_param_validation_error_is_not_retried(world: World) -> None:
+    """botocore refuses bad parameters before sending: one attempt, nothing sent, raised once."""
+    clients = world.clients(max_attempts=8)
+    injector = FaultInjector(clients.ec2, "DeleteNatGateway", Fault("none"), faults=0)
+    with pytest.raises(ParamValidationError, match="NatGatewayId"):
+        clients.ec2.delete_nat_gateway(NatGatewayIds=["nat-0a1b2c3d4e5f60718"])
+    assert injector.calls["DeleteNatGateway"] == 1
+    assert injector.sends["DeleteNatGateway"] == 0
+    assert _calls_at_sandbox(world.sandbox, "DeleteNatGateway") == 0
+
+
+def _security_group(clients: AwsClients, w: World) -> dict[str, str]:
+    group = clients.ec2.create_security_group(GroupName="gone", Description="x", VpcId=w.vpc_id)
+    return {"GroupId": group["GroupId"]}
+
+
+def _elastic_ip(clients: AwsClients, w: World) -> dict[str, str]:
+    return {"AllocationId": clients.ec2.allocate_address(Domain="vpc")["AllocationId"]}
+
+
+REMOVALS = [
+    pytest.param("delete_security_group", "DeleteSecurityGroup", _security_group, id="sg"),
+    pytest.param("release_address", "ReleaseAddress", _elastic_ip, id="eip"),
+]
+
+
+@pytest.mark.usefixtures("fast_botocore_backoff")
+@pytest.mark.parametrize(("method", "action", "make"), REMOVALS)
+def test_removal_whose_answer_was_lost_counts_as_done(
+    world: World, method: str, action: str, make: Any
+) -> None:
+    """A 500 on the first try, "not found" on the retry: the first try removed it.
+
+    The sandbox's fault answers without reaching moto, so the first try's effect is staged:
+    the resource is removed beforehand by another client; the removal under test then gets
+    the 500 (a lost answer), and botocore's retry reaches moto and gets NotFound.
+    """
+    other = world.clients()
+    params = make(other, world)
+    getattr(other.ec2, method)(**params)  # what the lost first try did
+    fault = {"action": action, "code": "InternalError", "status": 500, "times": 1}
+    requests.post(f"{world.sandbox}/_phasegate/faults", json=fault, timeout=10).raise_for_status()
+
+    clients = world.clients()
+    response = getattr(clients.ec2, method)(**params)
+
+    assert response["ResponseMetadata"][ASSUMED_DONE] is True
+    # The earlier removal, the faulted try, the retry that answered not-found.
+    assert _calls_at_sandbox(world.sandbox, action) == 3
+
+
+@pytest.mark.parametrize(("method", "action", "make"), REMOVALS)
+def test_removal_of_a_missing_resource_still_fails(
+    world: World, method: str, action: str, make: Any
+) -> None:
+    """Not found without a lost answer, or after a connection that never opened, is an error."""
+    clients = world.clients()
+    params = make(clients, world)
+    getattr(clients.ec2, method)(**params)
+    with pytest.raises(AwsCallError, match="NotFound"):
+        getattr(clients.ec2, method)(**params)
+
+    # A refused connection sent nothing: the NotFound that follows is the truth, not a lost win.
+    injector = FaultInjector(clients.ec2, action, CONNECTION_REFUSED, faults=1)
+    with pytest.raises(AwsCallError, match="NotFound"):
+        getattr(clients.ec2, method)(**params)
+    assert injector.sends[action] == 2
+
+
+def test_lost_answer_between_policy_attempts_counts_too() -> None:
+    """The same across the policy's own attempts: a closed connection, then not-found."""
+    answers: list[Exception] = [
+        ConnectionClosedError(endpoint_url="http://x"),
+        _client_error("InvalidNatGatewayID.NotFound", 400),
+    ]
+
+    def call(operation: str, params: dict[str, Any]) -> Any:
+        raise answers.pop(0)
+
+    response = RetryPolicy(**FAST).call("DeleteNatGateway", call, {"NatGatewayId": "nat-1"})
+    assert response["ResponseMetadata"][ASSUMED_DONE] is True and answers == []
+
+
+def test_lost_answer_of_a_read_then_not_found_still_fails() -> None:
+    answers = [_client_error("InternalError", 500), _client_error("DBSnapshotNotFound", 404)]
+
+    def call(operation: str, params: dict[str, Any]) -> Any:
+        raise answers.pop(0)
+
+    with pytest.raises(AwsCallError, match="DescribeDBSnapshots on snap-1 failed"):
+        RetryPolicy(**FAST).call("DescribeDBSnapshots", call, {"DBSnapshotIdentifier": "snap-1"})
+
+
+def test_param_validation_error_is_one_attempt_of_the_policy() -> None:
+    attempts = 0
+
+    def call(operation: str, params: dict[str, Any]) -> Any:
+        nonlocal attempts
+        attempts += 1
+        raise ParamValidationError(report="Missing required parameter")
+
+    with pytest.raises(ParamValidationError):
+        RetryPolicy(**FAST).call("DeleteNatGateway", call, {})
+    assert attempts == 1
+
+
+def test_retries_exhausted_survives_pickling() -> None:
+    def call(operation: str, params: dict[str, Any]) -> Any:
+        raise _client_error("Throttling", 400)
+
+    with pytest.raises(AwsRetriesExhausted) as caught:
+        RetryPolicy(max_attempts=2, **FAST).call("DescribeVpcs", call, {"VpcId": "vpc-1"})
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert type(copy) is type(caught.value) and str(copy) == str(caught.value)
+    assert str(copy) == "DescribeVpcs on vpc-1 failed after 2 attempts: Throttling: m"
+    assert copy.response["Error"]["Code"] == "Throttling"
+
+
 # --- the policy on its own: classification, resource naming, backoff bounds ------------------
 
 
@@ -558,8 +715,18 @@ def test_is_transient(code: str, status: int, transient: bool) -> None:
 
 def test_is_transient_connection_trouble_but_not_other_exceptions() -> None:
     assert is_transient(EndpointConnectionError(endpoint_url="http://x"))
+    assert is_transient(ConnectionClosedError(endpoint_url="http://x"))
     assert is_transient(ResponseParserError("Unable to parse response"))
     assert not is_transient(ValueError("x"))
+    assert not is_transient(ParamValidationError(report="Missing required parameter"))
+
+
+def test_lost_response_is_what_may_have_happened() -> None:
+    assert lost_response(_client_error("InternalError", 500))
+    assert lost_response(ConnectionClosedError(endpoint_url="http://x"))
+    assert lost_response(status=503)
+    assert not lost_response(EndpointConnectionError(endpoint_url="http://x"))  # never sent
+    assert not lost_response(_client_error("Throttling", 400))
 
 
 def test_resource_of_prefers_the_most_specific_key() -> None:
