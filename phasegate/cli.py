@@ -12,6 +12,7 @@ import typer
 from prefect import tags
 from prefect.settings import PREFECT_API_URL
 from rich.console import Console
+from rich.markup import escape
 
 from phasegate import deploy as deployments
 from phasegate import entrypoints
@@ -23,6 +24,7 @@ from phasegate.errors import ConfigError, PhasegateError
 from phasegate.gates import GateFailed, GateRound, HealthGate, gate_table
 from phasegate.inventory import discover
 from phasegate.logs import configure
+from phasegate.preflight import reachable_environment
 from phasegate.render import (
     cost_table,
     inventory_table,
@@ -58,7 +60,8 @@ def reports_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except PhasegateError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            message = escape(str(exc))  # a "[...]" in it is text, not rich markup
+            err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -73,7 +76,7 @@ def _setup() -> None:
 @reports_errors
 def inventory(env: EnvArg, as_json: JsonOpt = False) -> None:
     """What discovery finds for ENV, by its tags."""
-    inv = discover(load_environment(env))
+    inv = discover(reachable_environment(env))
     if as_json:
         console.print_json(inv.model_dump_json())
     else:
@@ -84,7 +87,7 @@ def inventory(env: EnvArg, as_json: JsonOpt = False) -> None:
 @reports_errors
 def cost(env: EnvArg, as_json: JsonOpt = False) -> None:
     """Monthly cost of ENV now, by component, from the dated price table."""
-    config = load_environment(env)
+    config = reachable_environment(env)
     report = price_inventory(discover(config), config, load_price_table(config.aws.region))
     if as_json:
         console.print_json(report.model_dump_json())
@@ -96,7 +99,7 @@ def cost(env: EnvArg, as_json: JsonOpt = False) -> None:
 @reports_errors
 def gate(env: EnvArg, as_json: JsonOpt = False) -> None:
     """Run ENV's health gate now (count rounds, interval apart); exit 1 if it fails."""
-    config = load_environment(env)
+    config = reachable_environment(env)
     count = config.gates.count
 
     def progress(r: GateRound) -> None:
@@ -128,7 +131,7 @@ def _phases(phase: int | None) -> list[int]:
 @reports_errors
 def plan(env: EnvArg, phase: PhaseOpt = None, as_json: JsonOpt = False) -> None:
     """What each step would change, its monthly cost delta and reversibility; changes nothing."""
-    config = load_environment(env)
+    config = reachable_environment(env)
     result = entrypoints.load(entrypoints.PLAN)(env, _phases(phase))
     if as_json:
         console.print_json(
@@ -149,7 +152,7 @@ def _migrate(
     env: str, phases: list[int] | None, auto_approve: bool, wait: bool = True
 ) -> MigrationReport:
     """Run the migration flow and print its before/after table, also when a phase fails."""
-    config = load_environment(env)
+    config = reachable_environment(env)  # before any flow starts
     check_auto_approve_allowed(config, auto_approve)
     with checkpoint_storage(config), tags(environment_tag(config.name)):
         try:
@@ -191,7 +194,7 @@ def rollback(
     phase: Annotated[int, typer.Option("--phase", min=1, max=3, help="The phase to undo")],
 ) -> None:
     """Undo a phase from its Records, newest step first, verifying each undo."""
-    config = load_environment(env)
+    config = reachable_environment(env)
     with checkpoint_storage(config), tags(environment_tag(config.name)):
         outcome = entrypoints.load(entrypoints.ROLLBACK_FLOW)(env, phase)
     for step_id, what in outcome.items():
@@ -249,6 +252,7 @@ def serve(env: EnvArg) -> None:
 @reports_errors
 def status(env: EnvArg, as_json: JsonOpt = False) -> None:
     """Recent runs, the current phase and step, pending approvals, the last gate result."""
+    reachable_environment(env)
     report = entrypoints.load(entrypoints.STATUS)(env)
     if as_json:
         console.print_json(report.model_dump_json())
