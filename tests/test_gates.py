@@ -44,10 +44,12 @@ def publish(
     healthy_hosts: int = 2,
     rds_cpu: float = 30.0,
     redis_cpu: float = 30.0,
+    now: datetime | None = None,
 ) -> None:
-    """A platform's last `minutes` of gate metrics; None errors = no 5xx datapoint at all."""
+    """A platform's last `minutes` (before `now`, default the wall clock) of gate metrics;
+    None errors = no 5xx datapoint at all."""
     inventory = discover(config)
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     data: dict[str, list[dict[str, Any]]] = {
         "AWS/ApplicationELB": [],
         "AWS/RDS": [],
@@ -267,10 +269,31 @@ def test_a_stopped_database_fails(seeded: EnvironmentConfig) -> None:
 
 
 def test_pinned_clock_reads_the_window_before_it(seeded: EnvironmentConfig) -> None:
-    publish(seeded)
-    past = datetime.now(UTC) - timedelta(hours=2)
-    result = HealthGate(fast(seeded, inconclusive_limit=0)).evaluate(now=past, sleep=lambda _: None)
-    assert result.verdict == "fail" and result.rounds[0].at == past  # nothing published then
+    """`now` pins the window a round reads: metrics of a fixed moment pass a gate pinned then,
+    and are no data for a gate pinned before them or reading up to the wall clock."""
+    past = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    publish(seeded, latency=0.25, now=past)  # 5 minutes ending 20 s before `past`
+    gate = HealthGate(fast(seeded, inconclusive_limit=0))
+
+    pinned = gate.evaluate(now=past, sleep=lambda _: None)
+    assert pinned.verdict == "pass", pinned.reason
+    # round N reads the window ending at past + (N - 1) * interval_seconds (0.01 s)
+    assert [r.at for r in pinned.rounds] == [
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, 10_000, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, 20_000, tzinfo=UTC),
+    ]
+    latency = next(c for c in pinned.rounds[0].checks if c.name == "alb-response-time")
+    assert latency.value == pytest.approx(0.25)  # what was published at that time
+
+    before = gate.evaluate(now=past - timedelta(minutes=10), sleep=lambda _: None)
+    assert before.verdict == "fail"
+    assert statuses(before)[("alb-response-time", "demo-alb")] == "inconclusive"
+    assert "no AWS/ApplicationELB RequestCount datapoints" in before.reason
+
+    wall_clock = gate.evaluate(sleep=lambda _: None)  # the window ends now: nothing in it
+    assert wall_clock.verdict == "fail"
+    assert statuses(wall_clock)[("alb-response-time", "demo-alb")] == "inconclusive"
 
 
 def test_markdown_has_a_table_per_round(seeded: EnvironmentConfig) -> None:
