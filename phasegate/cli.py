@@ -24,7 +24,7 @@ from phasegate.errors import ConfigError, PhasegateError
 from phasegate.gates import GateFailed, GateRound, HealthGate, gate_table
 from phasegate.inventory import discover
 from phasegate.logs import configure
-from phasegate.preflight import reachable_environment
+from phasegate.preflight import check_aws, reachable_environment
 from phasegate.render import (
     cost_table,
     inventory_table,
@@ -152,8 +152,9 @@ def _migrate(
     env: str, phases: list[int] | None, auto_approve: bool, wait: bool = True
 ) -> MigrationReport:
     """Run the migration flow and print its before/after table, also when a phase fails."""
-    config = reachable_environment(env)  # before any flow starts
-    check_auto_approve_allowed(config, auto_approve)
+    config = load_environment(env)
+    check_auto_approve_allowed(config, auto_approve)  # bad input (exit 2) before the network
+    check_aws(config)  # before any flow starts
     with checkpoint_storage(config), tags(environment_tag(config.name)):
         try:
             report = entrypoints.load(entrypoints.MIGRATION_FLOW)(env, phases, auto_approve, wait)
