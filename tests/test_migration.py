@@ -5,13 +5,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import write_environment
-from flowruns import FlowThread, paused_run_named
+from flowruns import FlowThread, stop_all
 from prefect.flow_runs import resume_flow_run
 from typer.testing import CliRunner
 
@@ -24,6 +24,7 @@ from phasegate.inventory import Inventory, discover
 from phasegate.report import MigrationFailed, MigrationReport
 from phasegate.sandbox.seed import seed_environment
 from phasegate.sandbox.simulator import WorkloadSimulator, set_fault
+from tasks.approvals import resume_with
 from tasks.locks import EnvironmentBusy
 from tasks.registry import stages
 
@@ -67,6 +68,24 @@ def migrate(config: EnvironmentConfig, **kwargs: Any) -> MigrationReport:
         return migration(str(config.source), **kwargs)
 
 
+@pytest.fixture
+def paused_run() -> Iterator[Callable[[EnvironmentConfig], FlowThread]]:
+    """Start phase 1 of a migration in a thread; return it once it pauses for an answer.
+
+    The run is found by its FlowThread's own tag, never by name. Whatever the test does, every
+    run it started is rejected whenever it pauses and its thread joined after the test.
+    """
+    started: list[FlowThread] = []
+
+    def start(config: EnvironmentConfig) -> FlowThread:
+        started.append(FlowThread(lambda: migrate(config, phases=[1]), label=config.name))
+        started[-1].wait_paused(timeout=120)
+        return started[-1]
+
+    yield start
+    stop_all(started, lambda run_id: resume_with(run_id, False, "test-teardown"), timeout=180)
+
+
 def test_healthy_migration_passes_its_gate_and_nat_falls_to_zero(make_env, simulator) -> None:
     config = make_env()
     simulator.append(config)
@@ -106,11 +125,11 @@ def test_nodata_is_inconclusive_and_fails_the_gate_then_rolls_back(make_env) -> 
     assert shape(discover(config)) == shape(before)
 
 
-def test_failed_gate_pauses_for_the_operator_who_rolls_it_back(make_env) -> None:
+def test_failed_gate_pauses_for_the_operator_who_rolls_it_back(make_env, paused_run) -> None:
     """gates.on_failure: pause — no metrics fail the gate, the run waits, a reject undoes it."""
     config = make_env("paused-gate", gates={**FAST_GATE, "on_failure": "pause"})
     before = discover(config)
-    bg = _paused_run(config)
+    bg = paused_run(config)
     assert discover(config).nat_gateways == [], "the phase is applied while the operator decides"
     resume_flow_run(bg.run_id, run_input={"approved": False, "approver": "ops", "comment": "5xx"})
     bg.join(timeout=180)
@@ -120,17 +139,12 @@ def test_failed_gate_pauses_for_the_operator_who_rolls_it_back(make_env) -> None
     assert shape(discover(config)) == shape(before)
 
 
-def _paused_run(config: EnvironmentConfig) -> FlowThread:
-    """Start a staging migration in a thread; wait until it pauses for approval."""
-    bg = FlowThread(lambda: migrate(config, phases=[1]), lambda: paused_run_named(config.name))
-    bg.wait_paused(timeout=120)
-    return bg
-
-
-def test_staging_waits_for_approval_and_continues_when_approved(make_env, simulator) -> None:
+def test_staging_waits_for_approval_and_continues_when_approved(
+    make_env, simulator, paused_run
+) -> None:
     config = make_env("stage-ok", tier="staging")
     simulator.append(config)
-    bg = _paused_run(config)
+    bg = paused_run(config)
     assert len(discover(config).nat_gateways) == 2, "nothing may change before approval"
     result = CliRunner().invoke(
         app, ["approve", str(bg.run_id), "--approver", "ana", "--comment", "go"]
@@ -145,10 +159,10 @@ def test_staging_waits_for_approval_and_continues_when_approved(make_env, simula
     assert {(r.approver, r.comment) for r in records if r} == {("ana", "go")}
 
 
-def test_rejected_approval_changes_nothing(make_env) -> None:
+def test_rejected_approval_changes_nothing(make_env, paused_run) -> None:
     config = make_env("stage-no", tier="staging")
     before = discover(config)
-    bg = _paused_run(config)
+    bg = paused_run(config)
     resume_flow_run(
         bg.run_id, run_input={"approved": False, "approver": "bo", "comment": "not now"}
     )
@@ -175,18 +189,15 @@ def test_prod_auto_approve_is_refused_with_exit_2(make_env) -> None:
     assert "acme-prod" in result.output and "auto-approve" in result.output
 
 
-def test_a_second_run_on_the_same_environment_is_refused(make_env) -> None:
+def test_a_second_run_on_the_same_environment_is_refused(make_env, paused_run) -> None:
     config = make_env("busy", tier="staging")
-    bg = _paused_run(config)  # holds the environment while it waits
-    try:
-        with pytest.raises(EnvironmentBusy) as busy:
-            migrate(config, phases=[1])
-        assert str(bg.run_id) in str(busy.value)
-    finally:
-        resume_flow_run(bg.run_id, run_input={"approved": False, "approver": "x"})
-        bg.join(timeout=120)
+    bg = paused_run(config)  # holds the environment while it waits
+    with pytest.raises(EnvironmentBusy) as busy:
+        migrate(config, phases=[1])
+    assert str(bg.run_id) in str(busy.value)
 
 
+@pytest.mark.timeout(600)  # waits out the killed run's lock lease (up to 150 s), then phase 1
 def test_killed_holder_frees_the_lock_after_its_lease_and_the_run_resumes(
     make_env, simulator
 ) -> None:
