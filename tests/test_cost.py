@@ -4,6 +4,7 @@ Most expectations are computed from the YAML's own numbers, so a price update do
 them; test_today_in_literal_dollars pins the table itself, so a wrong price does.
 """
 
+import functools
 from datetime import date
 from pathlib import Path
 
@@ -212,42 +213,63 @@ def test_today_in_literal_dollars(prices: PriceTable) -> None:
     assert report(today(), prices).total == pytest.approx(201.3651, abs=CENT)
 
 
-def test_today_rows_follow_the_table(prices: PriceTable) -> None:
-    fargate = prices.fargate["X86_64"]
-    cost = report(today(), prices)
-    task_hour = 0.5 * fargate.vcpu_hour.usd + 1.0 * fargate.gb_hour.usd
-    assert cost.row("Compute") == pytest.approx(2 * task_hour * HOURS, abs=CENT)
-    nat = prices.nat_gateway
-    assert cost.row("NAT Gateway") == pytest.approx(
-        2 * nat.hour.usd * HOURS + 500 * nat.gb_processed.usd, abs=CENT
-    )
-    db = prices.rds_postgres_instance_hour["db.t3.micro"].usd * HOURS
-    assert cost.row("Database") == pytest.approx(
-        db + 20 * prices.rds_storage_gb_month["gp3"].usd, abs=CENT
-    )
-    assert 150 <= cost.total <= 255
+def test_today_rows_follow_the_yaml_file() -> None:
+    """The rows recomputed from the pricing file read as plain YAML, not through PriceTable: a
+    loader that read the wrong field, or a formula that used one, fails here; a price update
+    does not."""
+    raw = yaml.safe_load((REPO_ROOT / "config/pricing/us-east-1.yaml").read_text())
+
+    def usd(*path: str) -> float:
+        return float(functools.reduce(dict.__getitem__, path, raw)["usd"])
+
+    hours = raw["hours_per_month"]
+    cost = report(today(), load_price_table("us-east-1"))
+    # 2 tasks of 512 CPU units (0.5 vCPU) and 1024 MiB (1 GB), X86_64 Fargate
+    task_hour = 0.5 * usd("fargate", "X86_64", "vcpu_hour") + usd("fargate", "X86_64", "gb_hour")
+    alb = "application_load_balancer"
+    expected = {
+        "Compute": 2 * task_hour * hours,
+        "Database": usd("rds_postgres_instance_hour", "db.t3.micro") * hours
+        + 20 * usd("rds_storage_gb_month", "gp3"),
+        "Cache": 2 * usd("elasticache_node_hour", "cache.t3.micro") * hours,
+        # one ALB at the default 1 LCU average
+        "Load Balancer": (usd(alb, "hour") + usd(alb, "lcu_hour")) * hours,
+        # 2 gateways, and the default 500 GB processed a month
+        "NAT Gateway": 2 * usd("nat_gateway", "hour") * hours
+        + 500 * usd("nat_gateway", "gb_processed"),
+        # 2 NAT Elastic IPs and one ALB node address in each of its 2 subnets
+        "Public IPv4": 4 * usd("public_ipv4_hour") * hours,
+    }
+    assert cost.by_component() == pytest.approx(expected, abs=CENT)
+    assert cost.total == pytest.approx(sum(expected.values()), abs=CENT)
 
 
 def test_report_rows_are_in_the_seed_tables_order(prices: PriceTable) -> None:
     cost = report(today(), prices)
-    assert [row.component for row in cost.rows] == list(COMPONENTS)
-    assert list(cost.by_component()) == list(COMPONENTS)
-    assert COMPONENTS == (
-        "Compute",
-        "Database",
-        "Cache",
-        "Load Balancer",
-        "NAT Gateway",
-        "Public IPv4",
-    )
-    assert cost.row("Total") == pytest.approx(sum(cost.by_component().values()))
-    assert all(
-        line.monthly == pytest.approx(line.quantity * line.unit_price) for line in cost.lines
-    )
+    table_order = ["Compute", "Database", "Cache", "Load Balancer", "NAT Gateway", "Public IPv4"]
+    assert [row.component for row in cost.rows] == table_order
+    assert list(cost.by_component()) == list(COMPONENTS) == table_order
+    assert cost.row("Total") == pytest.approx(201.3651, abs=CENT)
+    nat_lines = [
+        (line.quantity, line.unit, line.unit_price, line.monthly)
+        for line in cost.lines
+        if line.component == "NAT Gateway"
+    ]
+    assert nat_lines == [
+        (1460, "NAT-gateway-hour", 0.045, pytest.approx(65.70)),  # 2 x 730 h
+        (500, "GB", 0.045, pytest.approx(22.50)),
+    ]
     dumped = cost.model_dump(mode="json")
-    assert dumped["total"] == pytest.approx(cost.total)
-    assert dumped["prices_as_of"] == prices.as_of.isoformat()
-    assert [row["monthly"] for row in dumped["rows"]] == list(cost.by_component().values())
+    assert dumped["total"] == pytest.approx(201.3651, abs=CENT)
+    assert dumped["prices_as_of"] == "2026-11-01"
+    assert [(row["component"], row["monthly"]) for row in dumped["rows"]] == [
+        ("Compute", pytest.approx(36.0401, abs=CENT)),
+        ("Database", pytest.approx(15.44, abs=CENT)),
+        ("Cache", pytest.approx(24.82, abs=CENT)),
+        ("Load Balancer", pytest.approx(22.265, abs=CENT)),
+        ("NAT Gateway", pytest.approx(88.20, abs=CENT)),
+        ("Public IPv4", pytest.approx(14.60, abs=CENT)),
+    ]
     with pytest.raises(KeyError, match="Storage"):
         cost.row("Storage")
 
