@@ -25,6 +25,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.deployments import run_deployment
+from prefect.states import Cancelled
 from test_phase1 import assert_phase1_end_state, clear_calls, mutating_calls
 from typer.testing import CliRunner
 
@@ -148,6 +149,29 @@ def worker(tmp_path: Path, prefect_api: str) -> Iterator[Callable[[str], Path]]:
 
 
 @pytest.fixture
+def trigger(worker: Callable[[str], Path]) -> Iterator[Callable[[str], FlowRun]]:
+    """run_deployment(NAME) without waiting; the run it made.
+
+    After the test, passed or failed, a run left unfinished (Suspended for an answer nobody
+    gave, say) is cancelled, so no test leaves a run waiting on the session's server. This
+    fixture depends on `worker`, so it is torn down first: the worker is still up to see the
+    cancellation, and stopping it kills any flow process left behind.
+    """
+    runs: list[FlowRun] = []
+
+    def start(name: str) -> FlowRun:
+        runs.append(run_deployment(name, timeout=0))
+        return runs[-1]
+
+    yield start
+    with get_client(sync_client=True) as client:
+        for run in runs:
+            state = client.read_flow_run(run.id).state
+            if state is None or not state.is_final():
+                client.set_flow_run_state(run.id, Cancelled(message="test teardown"), force=True)
+
+
+@pytest.fixture
 def make_env(sandbox: str, tmp_path: Path) -> Iterator[Callable[[str, str], EnvironmentConfig]]:
     """Seed an environment of a tier (phase 1 only, no maintenance window, so a triggered run
     starts at once), with a simulator publishing healthy gate metrics for it."""
@@ -174,8 +198,12 @@ def staging(make_env: Callable[[str, str], EnvironmentConfig]) -> EnvironmentCon
     return make_env("dep-stage", "staging")
 
 
+@pytest.mark.timeout(600)  # its waits for the worker allow 120 s each, five of them
 def test_a_deployed_phase_suspends_for_approval_and_resumes_from_checkpoints(
-    staging: EnvironmentConfig, sandbox: str, worker: Callable[[str], Path]
+    staging: EnvironmentConfig,
+    sandbox: str,
+    worker: Callable[[str], Path],
+    trigger: Callable[[str], FlowRun],
 ) -> None:
     pool = f"pg-test-{uuid4().hex[:8]}"
     [item] = deployments.deploy(str(staging.source), pool)
@@ -186,7 +214,7 @@ def test_a_deployed_phase_suspends_for_approval_and_resumes_from_checkpoints(
     timings: dict[str, float] = {}
 
     t0 = time.monotonic()
-    run = run_deployment(item.full_name, timeout=0)
+    run = trigger(item.full_name)
     suspended = wait_for_run(run.id, lambda s: s.is_paused(), "Suspended", log)
     timings["trigger -> suspended"] = time.monotonic() - t0
     assert suspended.state is not None and suspended.state.name == "Suspended"
@@ -212,7 +240,7 @@ def test_a_deployed_phase_suspends_for_approval_and_resumes_from_checkpoints(
     # run's worker process): nothing is left to change, so nothing is asked or applied.
     clear_calls(sandbox)
     t0 = time.monotonic()
-    again = run_deployment(item.full_name, timeout=0)
+    again = trigger(item.full_name)
     wait_for_run(again.id, lambda s: s.is_completed(), "Completed", log)
     timings["second run, nothing to approve"] = time.monotonic() - t0
     step_states = {name: state for name, state in task_runs(again.id) if name in PHASE_1_STEPS}
@@ -287,8 +315,12 @@ def test_deploy_without_a_prefect_server_is_refused(
     assert "PREFECT_API_URL" in result.output
 
 
+@pytest.mark.timeout(600)  # one run, resumed twice in new worker processes: 120 s per wait
 def test_prod_suspends_twice_and_the_second_resume_reuses_the_finished_step(
-    make_env: Callable[[str, str], EnvironmentConfig], sandbox: str, worker: Callable[[str], Path]
+    make_env: Callable[[str, str], EnvironmentConfig],
+    sandbox: str,
+    worker: Callable[[str], Path],
+    trigger: Callable[[str], FlowRun],
 ) -> None:
     """Prod asks for the phase and again right before nat.remove: after the second answer the
     flow runs from the top once more and finds nat.assess, done between the two, Cached."""
@@ -296,7 +328,7 @@ def test_prod_suspends_twice_and_the_second_resume_reuses_the_finished_step(
     pool = f"pg-prod-{uuid4().hex[:8]}"
     [item] = deployments.deploy(str(config.source), pool)
     log = worker(pool)
-    run = run_deployment(item.full_name, timeout=0)
+    run = trigger(item.full_name)
     first = wait_for_run(run.id, lambda s: s.is_paused(), "Suspended (phase approval)", log)
     approve(run.id, "ana")
     assert first.state is not None
