@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -27,9 +27,8 @@ from uuid import UUID
 import pytest
 import requests
 from conftest import write_environment
-from flowruns import FlowThread, paused_run_named
+from flowruns import FlowThread, stop_all
 from prefect.client.orchestration import get_client
-from prefect.flow_runs import resume_flow_run
 
 from flows.migration import migration
 from phasegate.aws import AwsClients
@@ -39,6 +38,7 @@ from phasegate.home import generated_environments_dir
 from phasegate.inventory import discover
 from phasegate.sandbox.seed import seed_environment
 from phasegate.sandbox.simulator import WorkloadSimulator
+from tasks.approvals import resume_with
 from tasks.registry import stages
 
 CHROMIUM = os.environ.get("PHASEGATE_CHROMIUM", "/usr/bin/chromium")
@@ -64,8 +64,6 @@ FAST_GATE = {"interval_seconds": 0.2, "count": 2, "lookback_minutes": 5}
 ENV = "acme-staging"
 APPROVER = "Grace Hopper (UI)"
 COMMENT = "approved in the Prefect UI: NAT removal reviewed"
-
-# What every step Record carries today instead of the phase's approver (see the test's end).
 
 pytestmark = pytest.mark.usefixtures("prefect_client_env")
 
@@ -152,16 +150,26 @@ def ui_base(prefect_api: str) -> str:
     return base
 
 
-def start_paused_migration(config: EnvironmentConfig) -> FlowThread:
-    """Phase 1 of `config` in a thread, on the test's Prefect API; returns once it is Paused."""
+@pytest.fixture
+def start_paused_migration() -> Iterator[Callable[[EnvironmentConfig], FlowThread]]:
+    """Phase 1 of a config in a thread, on the test's Prefect API; returned once it is Paused.
 
-    def target() -> Any:
-        with checkpoint_storage(config):
-            return migration(config.name, phases=[1])
+    The run is found by its thread's own tag, not by name. After the test, passed or failed,
+    the run is rejected if it still waits (the UI never answered) and its thread joined.
+    """
+    started: list[FlowThread] = []
 
-    bg = FlowThread(target, lambda: paused_run_named(config.name))
-    bg.wait_paused(timeout=120)
-    return bg
+    def start(config: EnvironmentConfig) -> FlowThread:
+        def target() -> Any:
+            with checkpoint_storage(config):
+                return migration(config.name, phases=[1])
+
+        started.append(FlowThread(target, label=config.name))
+        started[-1].wait_paused(timeout=120)
+        return started[-1]
+
+    yield start
+    stop_all(started, lambda run_id: resume_with(run_id, False, "test cleanup"), timeout=180)
 
 
 def state_of(run_id: UUID) -> str:
@@ -230,26 +238,26 @@ def approve_in_ui(driver: Any, url: str, config: EnvironmentConfig, artifacts: P
     driver.save_screenshot(str(artifacts / "4-submitted.png"))
 
 
+@pytest.mark.timeout(600)  # a cold Chromium and the UI's JavaScript on 2 cores, then phase 1
 def test_operator_approves_a_paused_migration_in_the_prefect_ui(
-    prefect_api: str, staging: EnvironmentConfig, browser: Any, artifacts: Path
+    prefect_api: str,
+    staging: EnvironmentConfig,
+    browser: Any,
+    artifacts: Path,
+    start_paused_migration: Callable[[EnvironmentConfig], FlowThread],
 ) -> None:
     base = ui_base(prefect_api)
     assert len(discover(staging).nat_gateways) == 2
     bg = start_paused_migration(staging)
     run_id = bg.run_id
-    try:
-        assert len(discover(staging).nat_gateways) == 2, "nothing may change before approval"
-        approve_in_ui(browser, f"{base}/runs/flow-run/{run_id}", staging, artifacts)
-        deadline = time.monotonic() + 60
-        while state_of(run_id) == "Paused":
-            assert time.monotonic() < deadline, "submitting the form did not resume the run"
-            time.sleep(0.5)
-        bg.thread.join(timeout=180)
-        assert not bg.thread.is_alive(), f"the migration did not finish: {state_of(run_id)}"
-    finally:
-        if bg.thread.is_alive() and state_of(run_id) == "Paused":  # the UI never answered
-            resume_flow_run(run_id, run_input={"approved": False, "approver": "test cleanup"})
-        bg.thread.join(timeout=180)
+    assert len(discover(staging).nat_gateways) == 2, "nothing may change before approval"
+    approve_in_ui(browser, f"{base}/runs/flow-run/{run_id}", staging, artifacts)
+    deadline = time.monotonic() + 60
+    while state_of(run_id) == "Paused":
+        assert time.monotonic() < deadline, "submitting the form did not resume the run"
+        time.sleep(0.5)
+    bg.thread.join(timeout=180)
+    assert not bg.thread.is_alive(), f"the migration did not finish: {state_of(run_id)}"
 
     assert bg.error is None, bg.error
     [one] = bg.result.phases
