@@ -34,13 +34,13 @@ from phasegate.schedule import (
     wait_for_window,
     zone,
 )
-from phasegate.steps import Change
-from tasks.approvals import Approval, approval_gate, ask_operator
+from phasegate.steps import Change, PlanChanged
+from tasks.approvals import Approval, approval_gate, approved_digests, ask_operator
 from tasks.gates import health_gate
 from tasks.locks import environment_lock
 from tasks.registry import stages
 from tasks.reporting import cost_snapshot
-from tasks.runner import plan_phase
+from tasks.runner import confirm_plan, plan_phase
 
 
 def _window_guard(config: EnvironmentConfig, phase: int, wait: bool) -> WindowDecision:
@@ -69,36 +69,18 @@ def _phase(
     configured_timeout = config.approvals.timeout_seconds
     before = cost_snapshot(env)
     outcome = PhaseOutcome(phase=phase, status="completed", cost_before=before)
-    changes = plan_phase(env, phase)
-    by_step = dict(changes)
-
     policy = ApprovalPolicy.for_run(config, auto_approve)
-
-    def approve_step(step_id: str) -> Approval | None:
-        """Only a step the policy singles out (prod: nat.remove) is approved on its own; the
-        others carry the phase's approval."""
-        if not policy.needs_step_approval(step_id) or not _changes_anything(by_step[step_id]):
-            return None
-        return approval_gate(
-            config, phase, [(step_id, by_step[step_id])], auto_approve_flag=auto_approve,
-            step=step_id, timeout_seconds=window.step_approval_timeout(configured_timeout),
-        )  # fmt: skip
-
     timeout = window.approval_timeout(configured_timeout)
     try:
-        if any(_changes_anything(change) for _, change in changes):
-            approval = approval_gate(
-                config, phase, changes, auto_approve_flag=auto_approve, timeout_seconds=timeout
-            )
-        else:  # e.g. a run resumed after its phase was applied: there is nothing to approve
-            approval = Approval(approved=True, approver="phasegate", comment="nothing to change")
+        changes, approval = _approved_plan(config, env, phase, policy, auto_approve, timeout)
         outcome.approver = approval.approver
         late = check_window(config, phase, wait=False)  # planning and approval took time
         if late.action == "refuse":
             outcome.status, outcome.detail = "refused", late.message
             outcome.cost_after = before
             return outcome
-        run_phase(env, phase, approval, approve_step)
+        approve_step = _StepApprovals(config, phase, policy, dict(changes), auto_approve, window)
+        run_phase(env, phase, approval, approve_step, approved_digests(changes))
     except ApprovalRejected as exc:
         outcome.status, outcome.detail = "rejected", str(exc)
     except ApprovalExpired as exc:
@@ -109,6 +91,8 @@ def _phase(
                 f"; it had to come by {describe_instant(window.approval_deadline, tz)} for "
                 f"the phase to fit in window {window.window!r}"
             )
+    except PlanChanged as exc:
+        outcome.status, outcome.detail = "failed", str(exc)
     except PhaseFailed as exc:
         rolled = config.phases.on_step_failure == "rollback"
         outcome.status, outcome.detail = ("rolled back" if rolled else "failed"), str(exc)
@@ -119,6 +103,75 @@ def _phase(
             _after_failed_gate(config, env, phase, gate, outcome)
     outcome.cost_after = cost_snapshot(env)
     return outcome
+
+
+MAX_PLAN_CHANGES = 3
+"""How often a run asks again because AWS changed between approval and apply."""
+
+
+def _approved_plan(
+    config: EnvironmentConfig,
+    env: str,
+    phase: int,
+    policy: ApprovalPolicy,
+    auto_approve: bool,
+    timeout: float,
+) -> tuple[list[tuple[str, Change | None]], Approval]:
+    """The plan and its approval, confirmed against AWS right before the phase runs.
+
+    What is applied must be what was approved: after the approval every changing step is
+    planned again; if AWS changed meanwhile (by hand, say), a person is asked again with the
+    difference named on the form, and an automatically approved run stops (PlanChanged,
+    nothing changed).
+    """
+    changed: str | None = None
+    for _ in range(MAX_PLAN_CHANGES):
+        changes = plan_phase(env, phase)
+        if any(_changes_anything(change) for _, change in changes):
+            approval = approval_gate(
+                config, phase, changes, auto_approve_flag=auto_approve, timeout_seconds=timeout,
+                note=changed,
+            )  # fmt: skip
+        else:  # e.g. a run resumed after its phase was applied: there is nothing to approve
+            approval = Approval(approved=True, approver="phasegate", comment="nothing to change")
+        try:
+            confirm_plan(env, phase, changes)
+        except PlanChanged as exc:
+            if not policy.needs_approval(phase):
+                raise
+            changed = str(exc)
+            continue
+        return changes, approval
+    raise PlanChanged(f"{changed}; it changed {MAX_PLAN_CHANGES} times, so the run stopped")
+
+
+class _StepApprovals:
+    """Only a step the policy singles out (prod: nat.remove) is approved on its own; the
+    others carry the phase's approval."""
+
+    def __init__(
+        self,
+        config: EnvironmentConfig,
+        phase: int,
+        policy: ApprovalPolicy,
+        by_step: dict[str, Change | None],
+        auto_approve: bool,
+        window: WindowDecision,
+    ) -> None:
+        self.config, self.phase, self.policy = config, phase, policy
+        self.by_step, self.auto_approve, self.window = by_step, auto_approve, window
+
+    def needed(self, step_id: str) -> bool:
+        return self.policy.needs_step_approval(step_id) and _changes_anything(self.by_step[step_id])
+
+    def __call__(self, step_id: str) -> Approval | None:
+        if not self.needed(step_id):
+            return None
+        timeout = self.window.step_approval_timeout(self.config.approvals.timeout_seconds)
+        return approval_gate(
+            self.config, self.phase, [(step_id, self.by_step[step_id])],
+            auto_approve_flag=self.auto_approve, step=step_id, timeout_seconds=timeout,
+        )  # fmt: skip
 
 
 def _changes_anything(change: Change | None) -> bool:

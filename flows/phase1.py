@@ -10,6 +10,7 @@ from tasks.locks import environment_lock
 
 @flow(name="phase-1-cost", flow_run_name="{env}: phase 1")
 def phase1(env: str) -> list[Record]:
-    """nat.assess -> nat.remove -> compute.graviton -> (database.resize | cache.resize)."""
+    """nat.assess -> nat.remove -> compute.graviton, with database.resize and cache.resize
+    alongside from the start (tasks.registry holds the dependencies)."""
     with environment_lock(load_environment(env)):
         return run_phase(env, 1)

@@ -13,8 +13,10 @@ def _prefect_defaults() -> None:
     Our structlog logger is named so its events reach the Prefect run logs.
     """
     home = os.environ.get("PHASEGATE_HOME") or os.path.join(os.path.expanduser("~"), ".phasegate")
-    if "PREFECT_API_URL" not in os.environ:
-        os.environ.setdefault("PREFECT_HOME", os.path.join(home, "prefect"))
+    if "PREFECT_API_URL" not in os.environ and "PREFECT_HOME" not in os.environ:
+        os.environ["PREFECT_HOME"] = os.path.join(home, "prefect")
+        # Prefect warns on stderr when it cannot create it; a first run must not.
+        os.makedirs(os.environ["PREFECT_HOME"], exist_ok=True)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Our events outside a run (inventory, cost, the sandbox) are normal, not a mistake.
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")

@@ -185,12 +185,20 @@ def _yes(value: bool) -> str:
 
 
 def describe(
-    config: EnvironmentConfig, phase: int, changes: PlannedChanges, *, step: str | None = None
+    config: EnvironmentConfig,
+    phase: int,
+    changes: PlannedChanges,
+    *,
+    step: str | None = None,
+    note: str | None = None,
 ) -> str:
     """The approval form's description (markdown): every planned change, its monthly cost
     delta and reversibility, the total, the environment and its tier.
 
     `step` marks a step's own extra approval (prod: nat.remove); `changes` is then that step.
+    `note` says why the run asks again (the plan changed since the last approval). Each
+    change's digest is on the form: the approval binds to it, and a step whose change no
+    longer has that digest stops before it applies anything.
     """
     _check_phase(phase)
     name, tier = config.name, config.tier
@@ -210,6 +218,8 @@ def describe(
     ]
     if step:
         lines.append(f"- This is a second approval: {tier} asks again right before `{step}` runs.")
+    if note:
+        lines += ["", f"**Asked again: {_cell(note)}**"]
     lines += [
         "",
         "| Step | Change | Monthly delta | Restart needed | Rollback possible "
@@ -236,7 +246,7 @@ def describe(
             f"Monthly cost delta {money(change.monthly_cost_delta)}; "
             f"restart needed: {_yes(r.restart_needed)}; "
             f"rollback possible: {_yes(r.rollback_possible)}; "
-            f"expected disruption: {r.expected_disruption}.",
+            f"expected disruption: {r.expected_disruption}. Plan digest `{change.digest()}`.",
         ]
     lines += [
         "",

@@ -1,9 +1,4 @@
-"""Checkpoints: where step Records live, and the keys that find them again.
-
-A Record is stored under `ENV/PHASE/STEP/TARGETHASH-gGENERATION` in Prefect result storage,
-the same key the step's Prefect task is cached under, so a re-run in a new process finds it.
-The generation is bumped when a step is rolled back or its Record no longer matches AWS
-(drift), which retires the old key: a checkpoint never hides a rollback or a drift.
+"""Checkpoint storage: where the ledger (phasegate.ledger) and the step tasks' results live.
 
 Storage (`executor.result_storage`) is a local folder (default: `results/` under
 PHASEGATE_HOME) or `s3://BUCKET/PREFIX`, read and written through prefect-aws's S3Bucket with
@@ -23,8 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
-from prefect.results import ResultStore
-from prefect.serializers import JSONSerializer
 from prefect.settings import (
     PREFECT_RESULTS_LOCAL_STORAGE_PATH,
     PREFECT_RESULTS_PERSIST_BY_DEFAULT,
@@ -34,7 +27,6 @@ from prefect.settings import (
 from phasegate.config import EnvironmentConfig
 from phasegate.errors import ConfigError
 from phasegate.home import phasegate_home
-from phasegate.steps import Change, Record
 
 if TYPE_CHECKING:
     from prefect_aws.s3 import S3Bucket
@@ -166,7 +158,7 @@ def checkpoint_storage(config: EnvironmentConfig) -> Iterator[Path]:
 
 
 class _LocalFiles:
-    """Small files beside the Records (generation markers, intents) in a local folder."""
+    """The ledger's small JSON files in a local folder."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -193,7 +185,7 @@ class _LocalFiles:
 
 
 class _S3Files:
-    """The same small files in the S3 bucket and prefix of the Records."""
+    """The same small files in the S3 bucket and prefix of the step results."""
 
     def __init__(self, bucket: "S3Bucket") -> None:
         self.bucket = bucket
@@ -226,56 +218,12 @@ class _S3Files:
         return found
 
 
-class Checkpoints:
-    """Read and retire the Records of one environment, wherever its storage is."""
+StoredFiles = _LocalFiles | _S3Files
 
-    def __init__(self, config: EnvironmentConfig) -> None:
-        self.config = config
-        self.location = storage_location(config)
-        block = storage_block(config)
-        self.path: Path | None = None if self.location.is_s3 else storage_path(config)
-        self.files = _S3Files(block) if self.location.is_s3 else _LocalFiles(self.path)  # type: ignore[arg-type]
-        self.store = ResultStore(result_storage=block, serializer=JSONSerializer())
 
-    def _prefix(self, phase: int, step: str) -> str:
-        return f"{self.config.name}/{phase}/{step}"
-
-    def generation(self, phase: int, step: str) -> int:
-        marker = self.files.read(f"{self._prefix(phase, step)}/generation")
-        return int(marker) if marker else 0
-
-    def retire(self, phase: int, step: str) -> int:
-        """Bump the step's generation so its current Record is no longer trusted; the new one."""
-        new = self.generation(phase, step) + 1
-        self.files.write(f"{self._prefix(phase, step)}/generation", str(new))
-        return new
-
-    def key(self, phase: int, step: str, target_hash: str) -> str:
-        generation = self.generation(phase, step)
-        return f"{self._prefix(phase, step)}/{target_hash}-g{generation}"
-
-    def read(self, key: str) -> Record | None:
-        """The Record under `key`, or None when the step has not finished under that key."""
-        if not self.store.exists(key):
-            return None
-        result = self.store.read(key).result
-        return result if isinstance(result, Record) else Record.model_validate(result)
-
-    def save_intent(self, key: str, change: Change) -> None:
-        """Journal a change before it is applied, so a crash mid-apply keeps its before-state."""
-        self.files.write(f"{key}.intent.json", change.model_dump_json())
-
-    def intent(self, key: str) -> Change | None:
-        """The change journaled under `key` by a run that may have died while applying it."""
-        text = self.files.read(f"{key}.intent.json")
-        return Change.model_validate_json(text) if text is not None else None
-
-    def current(self, phase: int, step: str) -> Record | None:
-        """The step's Record at its current generation, whatever target it was run for."""
-        suffix = f"-g{self.generation(phase, step)}"
-        found = sorted(
-            (modified, name)
-            for name, modified in self.files.listing(self._prefix(phase, step))
-            if name.endswith(suffix)
-        )
-        return self.read(f"{self._prefix(phase, step)}/{found[-1][1]}") if found else None
+def stored_files(config: EnvironmentConfig) -> StoredFiles:
+    """The environment's checkpoint storage as small named files (local folder or S3)."""
+    location = storage_location(config)
+    if location.is_s3:
+        return _S3Files(s3_bucket(config))
+    return _LocalFiles(storage_path(config))

@@ -293,12 +293,53 @@ class Schedule(_Section):
         return merged
 
 
+WAIT_KINDS = (
+    "rds_modify", "rds_snapshot", "elasticache_modify", "elasticache_snapshot", "ecs_deploy",
+    "nat_create", "nat_delete", "settle", "other",
+)  # fmt: skip
+"""The kinds of wait a step makes; each has its own deadline under `phases.wait_timeouts`."""
+
+DEFAULT_WAIT_TIMEOUTS = {
+    "rds_modify": 2400.0,  # an instance class change: host replacement, 10-30 min on AWS
+    "rds_snapshot": 1800.0,
+    "elasticache_modify": 2400.0,
+    "elasticache_snapshot": 1800.0,
+    "ecs_deploy": 1200.0,  # a rolling deployment behind the ALB, draining included
+    "nat_create": 900.0,
+    "nat_delete": 900.0,
+    "settle": 1800.0,  # a re-run waiting out a nightly backup or a deployment in progress
+    "other": 600.0,
+}
+
+
 class Phases(_Section):
-    """Which phases run and what a failing step does to the steps before it."""
+    """Which phases run, what a failing step does to the steps before it, and how long to wait.
+
+    Every wait has its own deadline by kind (`wait_timeouts`), shorter than the step's timeout,
+    so the error that ends a stuck wait names what was awaited; the step timeout is the cap
+    on the whole step, checked before every AWS call and every poll.
+    """
 
     enabled: list[Literal[1, 2, 3]] = Field(default_factory=lambda: [1, 2, 3])
     on_step_failure: Literal["rollback", "stop"] = "rollback"
     step_timeout_seconds: float = Field(default=3600.0, gt=0)
+    wait_timeouts: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("wait_timeouts")
+    @classmethod
+    def _known_wait_kinds(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(WAIT_KINDS))
+        if unknown:
+            raise ValueError(f"unknown wait kind(s) {unknown}; known: {', '.join(WAIT_KINDS)}")
+        bad = sorted(k for k, v in value.items() if not v > 0)
+        if bad:
+            raise ValueError(f"{bad}: a wait timeout must be a positive number of seconds")
+        return value
+
+    def wait_timeout(self, kind: str) -> float:
+        """The deadline of one wait of `kind`, never past the step's own timeout."""
+        limit = self.wait_timeouts.get(kind, DEFAULT_WAIT_TIMEOUTS.get(kind, 600.0))
+        return min(limit, self.step_timeout_seconds)
 
 
 class Executor(_Section):

@@ -1,20 +1,41 @@
-"""Running one Step through its lifecycle, with a structured log line per verb.
+"""Running one Step through its lifecycle against its ledger, with a log line per verb.
 
-This is the engine under the generic Prefect task (tasks.runner): no Prefect here, so a
-step can be exercised directly in tests and in `phasegate plan`. Errors are re-raised with
-the environment and step named, so the user never has to guess which step of which
-environment failed.
+This is the engine under the generic Prefect tasks (tasks.runner): no Prefect here, so a step
+can be exercised directly in tests and in `phasegate plan`. Errors are re-raised with the
+environment and step named, so the user never has to guess which step of which environment
+failed.
+
+- `checkpoint()` decides whether a step can be skipped: the chain's checkpoint must hold in
+  AWS. Settling is waited out (with the `settle` deadline); drift is appended to the chain
+  with its diff and the step plans again from the present.
+- `execute()` resumes a half-applied change from its journaled intent, or plans, checks the
+  plan against the approved one, journals the intent, applies (journaling progress), waits
+  for verify to hold and appends the applied Record.
+- `undo()` walks the chain newest first back to the state from before phasegate first
+  touched the step, half-applied changes included, and appends the rollback.
 """
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Any
 
 import structlog
 
+from phasegate import deadline
 from phasegate.aws import recording_calls
 from phasegate.errors import PhasegateError
-from phasegate.steps import Change, Record, Step, VerificationFailed, utcnow
+from phasegate.ledger import Ledger
+from phasegate.steps import (
+    Change,
+    PlanChanged,
+    Record,
+    Settling,
+    Step,
+    Verdict,
+    VerificationFailed,
+    utcnow,
+)
+from phasegate.waiting import wait_until
 
 
 class StepFailed(PhasegateError):
@@ -26,13 +47,8 @@ class StepFailed(PhasegateError):
         self.cause = cause
         super().__init__(f"{environment}: step {step} failed: {cause}")
 
-
-class Journal(Protocol):
-    """Where a change is written down before it is applied (phasegate.checkpoints)."""
-
-    def save_intent(self, key: str, change: Change) -> None: ...
-
-    def intent(self, key: str) -> Change | None: ...
+    def __reduce__(self) -> Any:
+        return type(self), (self.environment, self.step, self.cause)
 
 
 @contextmanager
@@ -46,6 +62,13 @@ def _bound(step: Step) -> Iterator[structlog.stdlib.BoundLogger]:
             raise
         except PhasegateError as exc:
             raise StepFailed(step.ctx.config.name, step.id, exc) from exc
+
+
+@contextmanager
+def _within_timeout(step: Step) -> Iterator[None]:
+    seconds = step.ctx.config.phases.step_timeout_seconds
+    with deadline.step_deadline(seconds, f"{step.ctx.config.name}: step {step.id}"):
+        yield
 
 
 def plan(step: Step) -> Change | None:
@@ -62,68 +85,208 @@ def plan(step: Step) -> Change | None:
         return change
 
 
-def execute(step: Step, key: str, journal: Journal | None = None) -> Record:
-    """observe -> plan -> apply -> verify; the Record is the checkpoint and rollback entry.
-
-    With a journal, the change is written down before apply. A run that finds a change
-    journaled under its key resumes that change (apply is idempotent) instead of planning
-    from the half-changed present, so the Record keeps the true before-state even when the
-    previous run died mid-apply.
-    """
-    started = utcnow()
-    with _bound(step) as log, recording_calls() as calls:
-        change = plan(step)
-        earlier = journal.intent(key) if journal else None
-        if earlier is not None:
-            log.info("step.resumed", reason="a previous run journaled this change")
-            change = earlier
-        elif change is not None and journal is not None:
-            journal.save_intent(key, change)
-        record = Record(
-            environment=step.ctx.config.name,
-            phase=step.phase,
-            step=step.id,
-            key=key,
-            outcome="unchanged",
-            started_at=started,
-            finished_at=started,
-        )
-        if change is not None:
-            after = step.apply(change)
-            record = record.model_copy(
-                update={
-                    "outcome": "applied",
-                    "change": change,
-                    "before": change.before,
-                    "after": after,
-                }
-            )
-            log.info("step.applied", actions=change.actions)
+def condition(step: Step, record: Record) -> tuple[Verdict, VerificationFailed | Settling | None]:
+    """Verify `record` once, read-only: holds, settling, or drifted (with the error saying how)."""
+    try:
         step.verify(record)
-        log.info("step.verified", outcome=record.outcome)
-    return record.model_copy(
-        update={"finished_at": utcnow(), "api_actions": list(dict.fromkeys(calls))}
+    except Settling as exc:
+        return "settling", exc
+    except VerificationFailed as exc:
+        return "drifted", exc
+    return "holds", None
+
+
+def settled(step: Step, record: Record) -> tuple[Verdict, VerificationFailed | None]:
+    """Verify `record`, waiting out settling up to the `settle` deadline: holds or drifted.
+
+    A deadline reached while AWS is still settling raises WaitTimeout naming the state.
+    """
+    limit = deadline.capped(step.ctx.config.phases.wait_timeout("settle"))
+    verdict = wait_until(
+        f"{step.id} to settle ({step.ctx.config.name})",
+        lambda: condition(step, record),
+        lambda found: found[0] != "settling",
+        timeout=limit,
+    )
+    if verdict[0] == "drifted":
+        assert isinstance(verdict[1], VerificationFailed)
+        return "drifted", verdict[1]
+    return "holds", None
+
+
+def _entry(step: Step, key: str, outcome: str, **fields: Any) -> Record:
+    now = utcnow()
+    return Record(
+        environment=step.ctx.config.name,
+        phase=step.phase,
+        step=step.id,
+        key=key,
+        outcome=outcome,  # type: ignore[arg-type]
+        target_hash=step.target_hash(),
+        started_at=fields.pop("started_at", now),
+        finished_at=now,
+        **fields,
     )
 
 
-def still_holds(step: Step, record: Record) -> bool:
-    """Re-verify a checkpointed Record against AWS (read-only); False means drift."""
+def record_drift(step: Step, ledger: Ledger, of: Record, error: VerificationFailed) -> Record:
+    """Append what AWS shows that `of` did not leave; logged, never dropped."""
     with _bound(step) as log:
-        try:
-            step.verify(record)
-        except VerificationFailed as exc:
-            log.warning("step.drift", detail=str(exc))
-            return False
-        return True
+        log.warning("step.drift", recorded=of.seq, detail=str(error), diff=error.diff)
+        return ledger.append(
+            _entry(step, of.key, "drift", diff=error.diff, detail=str(error), change=of.change)
+        )
 
 
-def undo(step: Step, record: Record) -> None:
-    """rollback -> verify_rollback from a Record."""
-    with _bound(step) as log:
-        if record.outcome == "unchanged":
-            log.info("step.rollback_skipped", reason="the step changed nothing")
-            return
-        step.rollback(record)
-        log.info("step.rolled_back")
-        step.verify_rollback(record)
-        log.info("step.rollback_verified")
+def checkpoint(step: Step, ledger: Ledger | None = None) -> Record | None:
+    """The Record that lets a re-run skip `step`: the chain's checkpoint, if it holds in AWS.
+
+    Settling is waited out. Drift is appended to the chain and None returned, so the step
+    plans again from the present. A checkpoint made for another target (config changed) is
+    still checked for drift, so a change by hand is reported, but is never a reason to skip.
+    """
+    ledger = ledger or Ledger(step.ctx.config)
+    with _bound(step), _within_timeout(step):
+        record = ledger.checkpoint(step.phase, step.id)
+        if record is None:
+            return None
+        same_target = record.target_hash == step.target_hash()
+        if record.outcome == "unchanged" and not same_target:
+            return None  # it recorded nothing to compare the present with
+        verdict, error = settled(step, record)
+        if verdict == "drifted":
+            assert error is not None
+            record_drift(step, ledger, record, error)
+            return None
+        return record if same_target else None
+
+
+def execute(
+    step: Step,
+    key: str,
+    ledger: Ledger | None = None,
+    approved_digest: str | None = None,
+    approver: str | None = None,
+    comment: str | None = None,
+) -> Record:
+    """Resume or plan -> (check approval) -> journal intent -> apply -> verify -> applied.
+
+    A change journaled under the chain and never finished is resumed (apply is idempotent)
+    instead of planning from the half-changed present, so the ledger keeps the true
+    before-state. A fresh plan that differs from `approved_digest` (the plan the operator
+    approved) raises PlanChanged before anything changes. Who approved, and what they said,
+    go into the Records.
+    """
+    started = utcnow()
+    ledger = ledger or Ledger(step.ctx.config)
+    with _bound(step) as log, _within_timeout(step), recording_calls() as calls:
+        earlier = ledger.open_intent(step.phase, step.id)
+        if earlier is not None and earlier.change is not None:
+            change: Change | None = earlier.change
+            log.info("step.resumed", reason="a previous run journaled this change", seq=earlier.seq)
+            ledger.append(
+                _entry(step, key, "intent", change=change, detail="resumed", approver=approver)
+            )
+        else:
+            change = plan(step)
+            if change is not None and change.actions and approved_digest is not None:
+                check_approved(step, change, approved_digest)
+            if change is not None:
+                ledger.append(
+                    _entry(step, key, "intent", change=change, approver=approver, comment=comment)
+                )
+        if change is None:
+            record = _entry(step, key, "unchanged", started_at=started)
+        else:
+            step._on_progress = lambda done: ledger.append(
+                _entry(step, key, "progress", after=done)
+            )
+            try:
+                after = step.apply(change)
+            finally:
+                step._on_progress = None
+            record = _entry(
+                step, key, "applied", change=change, before=change.before, after=after,
+                started_at=started,
+            )  # fmt: skip
+            log.info("step.applied", actions=change.actions)
+        verdict, error = settled(step, record)
+        if verdict == "drifted":
+            assert error is not None
+            raise VerificationFailed(f"after apply: {error}", error.diff)
+        log.info("step.verified", outcome=record.outcome)
+        record = record.model_copy(
+            update={
+                "finished_at": utcnow(),
+                "api_actions": list(dict.fromkeys(calls)),
+                "approver": approver,
+                "comment": comment or None,
+            }
+        )
+        return ledger.append(record)
+
+
+def check_approved(step: Step, change: Change, approved_digest: str) -> None:
+    """Raise PlanChanged unless `change` is the change the operator approved."""
+    if change.digest() != approved_digest:
+        raise PlanChanged(
+            f"{step.ctx.config.name}: {step.id}: the change differs from the approved plan "
+            f"(approved {approved_digest}, now {change.digest()}: {change.summary}); "
+            "nothing was changed, approve the new plan"
+        )
+
+
+def plan_difference(approved: Change, now: Change | None) -> list[str]:
+    """What differs between an approved change and the change planned now, field by field."""
+    if now is None:
+        return ["nothing to change any more"]
+    found: list[str] = []
+    for part in ("before", "desired"):
+        old = _flatten(getattr(approved, part))
+        new = _flatten(getattr(now, part))
+        for field in sorted(set(old) | set(new)):
+            if old.get(field) != new.get(field):
+                found.append(
+                    f"{part}.{field}: approved {old.get(field, '(absent)')!r}, "
+                    f"now {new.get(field, '(absent)')!r}"
+                )
+    return found
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts and lists as {"a.b.0.c": leaf}, so a difference names its field."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, inner in items:
+        flat.update(_flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def undo(step: Step, ledger: Ledger | None = None) -> str:
+    """Roll `step` back to before phasegate first touched it; what happened, in words.
+
+    Walks the chain's undo units newest first (the step may merge them, `Step.coalesce`),
+    rolls each back and verifies it, then appends the rollback to the chain.
+    """
+    ledger = ledger or Ledger(step.ctx.config)
+    with _bound(step) as log, _within_timeout(step):
+        units = ledger.undo_units(step.phase, step.id)
+        if not units:
+            chain = ledger.chain(step.phase, step.id)
+            log.info("step.rollback_skipped", reason="nothing applied since the last rollback")
+            return "nothing to undo" if chain else "not applied"
+        for record in step.coalesce(units):
+            step.rollback(record)
+            log.info("step.rolled_back", seq=record.seq, outcome=record.outcome)
+            step.verify_rollback(record)
+            log.info("step.rollback_verified", seq=record.seq)
+        half = any(u.outcome == "intent" for u in units)
+        detail = f"undid {len(units)} change(s)" + (" (one half-applied)" if half else "")
+        template = _entry(step, units[0].key, "rolled_back")
+        ledger.rolled_back(template, units, detail)
+    return "rolled back"

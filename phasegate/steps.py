@@ -7,9 +7,14 @@ A migration step is one small class, like a Terraform resource or a Kubernetes r
   when the environment is already where the config wants it.
 - `apply(change)` makes the change idempotently (client tokens, check-before-create) and
   returns the after-state; the runner wraps it with the change's before-state in a Record.
-- `verify(record)` proves the end state from AWS, not from memory; read-only.
+- `verify(record)` proves the end state from AWS, not from memory; read-only. It raises
+  `Settling` while AWS is still converging toward the recorded state (a deployment in
+  progress, an instance modifying or backing up) and `VerificationFailed` (with a
+  field-by-field `diff`) when AWS shows what the Record did not leave: drift.
 - `rollback(record)` restores the before-state held in the Record; `verify_rollback(record)`
-  proves it.
+  proves it. A Record of a half-applied change (a run killed mid-apply) holds only the
+  sub-actions that happened (`Step.progress`), so rollback must restore from what it finds.
+- `after = (...)` names the steps this one depends on; a phase runs its steps as a DAG.
 
 Steps never import Prefect's flows and never decide ordering: flows order steps, the generic
 runner (phasegate.lifecycle and tasks.runner) runs them, checkpoints them and retries them.
@@ -19,6 +24,7 @@ A step gets its context at construction, so every verb sees the same clients and
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
@@ -26,6 +32,7 @@ from typing import Any, ClassVar, Literal
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
+from phasegate import deadline
 from phasegate.aws import AwsClients
 from phasegate.config import EnvironmentConfig
 from phasegate.cost import PriceTable, load_price_table, price_inventory
@@ -43,7 +50,40 @@ class StepRefused(PhasegateError):
 
 
 class VerificationFailed(PhasegateError):
-    """AWS does not show the end state the step promised; names the resource and the gap."""
+    """AWS does not show the end state the step promised (drift); names the resource and the gap.
+
+    `diff` holds the gap field by field, `{"demo-db.instance_class": {"recorded": ...,
+    "found": ...}}`, so the drift Record in the ledger says exactly what changed.
+    """
+
+    def __init__(self, message: str, diff: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.diff = diff or {}
+
+    def __reduce__(self) -> Any:
+        return type(self), (str(self), self.diff)
+
+    @classmethod
+    def of(cls, where: str, diff: dict[str, Any]) -> "VerificationFailed":
+        """The drift `diff` (field -> recorded/found) as one error, `where` naming its step."""
+        gaps = "; ".join(f"{k} is {v['found']}, recorded {v['recorded']}" for k, v in diff.items())
+        return cls(f"{where}: {gaps}", diff)
+
+
+class Settling(PhasegateError):
+    """AWS is converging toward the recorded state (modifying, backing-up, deploying): wait."""
+
+
+class PlanChanged(PhasegateError):
+    """What a step would apply now differs from what the operator approved; nothing changed."""
+
+
+def diff_entry(recorded: Any, found: Any) -> dict[str, Any]:
+    """One field of a drift diff."""
+    return {"recorded": recorded, "found": found}
+
+
+Verdict = Literal["holds", "settling", "drifted"]
 
 
 class Observation(BaseModel):
@@ -71,18 +111,47 @@ class Change(BaseModel):
     before: dict[str, Any] = Field(default_factory=dict)
     desired: dict[str, Any] = Field(default_factory=dict)
 
+    def digest(self) -> str:
+        """What an approval binds to: the before-state and the desired state, hashed."""
+        blob = json.dumps(
+            {"step": self.step, "before": self.before, "desired": self.desired},
+            sort_keys=True,
+            default=str,
+        ).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+Outcome = Literal["intent", "progress", "applied", "unchanged", "drift", "rolled_back"]
+"""What a ledger entry records:
+
+- intent: a change written down before apply (the plan it will carry out);
+- progress: sub-actions of that change done so far (what a half-applied rollback undoes);
+- applied: the change made and verified; unchanged: the step found nothing to do;
+- drift: AWS no longer shows what the entry before it left (`diff` says how);
+- rolled_back: the changes since the last rollback were undone (`after` lists them).
+"""
+
 
 class Record(BaseModel):
-    """The checkpoint and the rollback ledger entry of one step run."""
+    """One entry of a step's append-only ledger chain; each names the one before it.
+
+    An applied or unchanged entry is also the step's checkpoint: a re-run skips the step
+    while the chain's head holds in AWS.
+    """
 
     environment: str
     phase: int
     step: str
     key: str
-    outcome: Literal["applied", "unchanged"]
+    outcome: Outcome
+    seq: int = 0
+    previous: int | None = None
+    target_hash: str = ""
     change: Change | None = None
     before: dict[str, Any] = Field(default_factory=dict)
     after: dict[str, Any] = Field(default_factory=dict)
+    diff: dict[str, Any] = Field(default_factory=dict)
+    detail: str = ""
     api_actions: list[str] = Field(default_factory=list)
     started_at: datetime
     finished_at: datetime
@@ -124,9 +193,10 @@ class StepContext:
     def cost_delta(self, before: Inventory, after: Inventory) -> float:
         return round(self.monthly_cost(after) - self.monthly_cost(before), 2)
 
-    def wait(self, what: str, probe: Any, done: Any, timeout: float | None = None) -> Any:
-        """Poll until done or the step's timeout; `what` names the resource and the state."""
-        limit = timeout or self.config.phases.step_timeout_seconds
+    def wait(self, what: str, probe: Any, done: Any, kind: str = "other") -> Any:
+        """Poll until done or the deadline of a `kind` wait (config `phases.wait_timeouts`),
+        never past the running step's own deadline; `what` names the resource and the state."""
+        limit = deadline.capped(self.config.phases.wait_timeout(kind))
         return wait_until(f"{what} ({self.config.name})", probe, done, timeout=limit)
 
 
@@ -137,10 +207,19 @@ class Step(ABC):
     phase: ClassVar[int]
     title: ClassVar[str]
     iam_actions: ClassVar[tuple[str, ...]] = ()
+    after: ClassVar[tuple[str, ...]] = ()
+    """Ids of the steps of the same phase that must finish before this one starts."""
 
     def __init__(self, ctx: StepContext) -> None:
         self.ctx = ctx
         self.log = ctx.logger.bind(phase=self.phase, step=self.id) if ctx.logger else None
+        self._on_progress: Callable[[dict[str, Any]], None] | None = None
+
+    def progress(self, **done: Any) -> None:
+        """Journal sub-actions of the running apply (merged into the Record's `after`), so a
+        run killed half-way can be rolled back exactly as far as it got."""
+        if self._on_progress is not None:
+            self._on_progress(done)
 
     @property
     def clients(self) -> AwsClients:
@@ -166,11 +245,19 @@ class Step(ABC):
 
     @abstractmethod
     def verify(self, record: Record) -> None:
-        """Raise VerificationFailed unless AWS shows the record's end state. Read-only."""
+        """Return when AWS shows the record's end state; raise Settling while it converges
+        toward it, VerificationFailed (drift, with a diff) when it shows something else."""
 
     @abstractmethod
     def rollback(self, record: Record) -> None:
-        """Restore the before-state in `record`. Must be safe to call again after a crash."""
+        """Restore the before-state in `record`. Must be safe to call again after a crash,
+        and on a half-applied Record whose `after` holds only the sub-actions that happened."""
+
+    def coalesce(self, records: list[Record]) -> list[Record]:
+        """The Records a rollback undoes, newest first, from the applied ones since the last
+        rollback (newest first). A step whose changes overwrite one another (a size changed
+        twice) can merge them into one that restores the oldest before-state directly."""
+        return records
 
     def verify_rollback(self, record: Record) -> None:
         """Raise VerificationFailed unless AWS shows the before-state again. Read-only."""

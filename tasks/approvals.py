@@ -96,10 +96,21 @@ def pause_key(phase: int, step: str | None, description: str) -> str:
 
 
 def approval_description(
-    config: EnvironmentConfig, phase: int, changes: PlannedChanges, *, step: str | None = None
+    config: EnvironmentConfig,
+    phase: int,
+    changes: PlannedChanges,
+    *,
+    step: str | None = None,
+    note: str | None = None,
 ) -> str:
     """The Resume form's description: see phasegate.approvals.describe."""
-    return describe(config, phase, changes, step=step)
+    return describe(config, phase, changes, step=step, note=note)
+
+
+def approved_digests(changes: PlannedChanges) -> dict[str, str]:
+    """Step id -> digest of the approved change, for each step that changes something: what
+    a step checks its change against right before it applies it."""
+    return {step: change.digest() for step, change in changes if change and change.actions}
 
 
 def request_approval(
@@ -110,6 +121,7 @@ def request_approval(
     step: str | None = None,
     poll_interval: float = DEFAULT_POLL_SECONDS,
     timeout_seconds: float | None = None,
+    note: str | None = None,
 ) -> Approval:
     """Pause the calling flow run until an operator answers; the approval if they approve.
 
@@ -120,7 +132,7 @@ def request_approval(
     return ask_operator(
         config,
         phase,
-        approval_description(config, phase, changes, step=step),
+        approval_description(config, phase, changes, step=step, note=note),
         step=step,
         subject=f"Plan awaiting approval: {config.name} phase {phase}"
         + (f" step {step}" if step else ""),
@@ -205,8 +217,11 @@ def approval_gate(
     step: str | None = None,
     poll_interval: float = DEFAULT_POLL_SECONDS,
     timeout_seconds: float | None = None,
+    note: str | None = None,
 ) -> Approval:
     """Apply the tier policy: auto-approve where it allows, else `request_approval`.
+
+    `note` is put at the top of the form (the plan changed since the last approval: how).
 
     With `step`, only asks if the policy wants that step approved on its own (prod:
     nat.remove); otherwise returns at once. ConfigError if the flag is not allowed.
@@ -216,7 +231,7 @@ def approval_gate(
     if needed:
         return request_approval(
             config, phase, changes, step=step, poll_interval=poll_interval,
-            timeout_seconds=timeout_seconds,
+            timeout_seconds=timeout_seconds, note=note,
         )  # fmt: skip
     why = f"{config.tier} policy" if not step else f"{config.tier} asks no extra approval"
     get_logger("approvals", environment=config.name, phase=phase, step=step).info(

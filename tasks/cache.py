@@ -51,6 +51,8 @@ class CacheResize(SnapshotThenResize[CacheGroup, CacheObservation]):
     restart_needed = False
     snapshot_action = "elasticache:CreateSnapshot"
     modify_action = "elasticache:ModifyReplicationGroup"
+    modify_wait = "elasticache_modify"
+    snapshot_wait = "elasticache_snapshot"
 
     @property
     def target_size(self) -> str:
@@ -84,6 +86,11 @@ class CacheResize(SnapshotThenResize[CacheGroup, CacheObservation]):
     @staticmethod
     def _status(live: dict[str, Any]) -> str:
         return live["Status"]
+
+    @staticmethod
+    def _pending_size(live: dict[str, Any]) -> str | None:
+        """ElastiCache does not name the node type a modify moves to: unknown until it ends."""
+        return None
 
     def _allowed(self, group_id: str) -> list[str]:
         """Node types the group may move to now, up or down."""
@@ -147,7 +154,6 @@ class CacheResize(SnapshotThenResize[CacheGroup, CacheObservation]):
             "node_type": group.node_type,
             "node_count": group.node_count,
             "engine_version": group.engine_version,
-            "status": group.status,
         }
 
     @staticmethod

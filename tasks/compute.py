@@ -71,6 +71,7 @@ class GravitonCompute(Step):
     id = "compute.graviton"
     phase = 1
     title = "Compute to Graviton (Fargate ARM64 or EC2 t4g Auto Scaling group)"
+    after = ("nat.remove",)  # both update the ECS services; one deployment at a time
     iam_actions = (
         # discovery: the readers this step uses (no databases or caches)
         *VPC_IAM_ACTIONS,

@@ -160,6 +160,9 @@ class ComputeTarget:
     def change(self, summary: str, actions: list[str], cost_delta: float, **kw: Any) -> Change:
         return self.step.change(summary, actions, cost_delta, **kw)
 
+    def progress(self, **done: Any) -> None:
+        self.step.progress(**done)
+
     # -- the verbs ---------------------------------------------------------------------------
 
     def observe(self) -> ComputeObservation:

@@ -15,7 +15,14 @@ from typing import Any
 
 from phasegate.errors import AwsCallError
 from phasegate.inventory import AutoScalingGroup, Discovery, EcsService, LoadBalancer
-from phasegate.steps import Change, Record, Reversibility, StepRefused, VerificationFailed
+from phasegate.steps import (
+    Change,
+    Record,
+    Reversibility,
+    Settling,
+    StepRefused,
+    VerificationFailed,
+)
 from tasks.compute_common import (
     CREATED_BY_TAG,
     EC2,
@@ -732,7 +739,7 @@ class Ec2AutoScalingGraviton(ComputeTarget):
             raise VerificationFailed(f"Auto Scaling group {group_name} does not exist")
         in_service = [i for i in group["Instances"] if i["LifecycleState"] == "InService"]
         if len(in_service) != group["DesiredCapacity"]:
-            raise VerificationFailed(
+            raise Settling(
                 f"Auto Scaling group {group_name} has {len(in_service)} InService instances, "
                 f"desired {group['DesiredCapacity']}"
             )
@@ -748,7 +755,7 @@ class Ec2AutoScalingGraviton(ComputeTarget):
             )
         unhealthy = sorted({i["InstanceId"] for i in in_service} - set(healthy))
         if unhealthy:
-            raise VerificationFailed(
+            raise Settling(
                 f"instances {unhealthy} of {group_name} are not healthy in {names['target_group']}"
             )
         discovery = Discovery(self.ctx.config, self.clients)
@@ -894,4 +901,5 @@ class Ec2AutoScalingGraviton(ComputeTarget):
             f"ECS service {cluster}/{service} running {desired}",
             lambda: self._describe_service(cluster, service),
             lambda s: s["desiredCount"] == desired and s["runningCount"] == desired,
+            kind="ecs_deploy",
         )

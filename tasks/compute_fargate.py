@@ -10,7 +10,15 @@ the services back and deregisters only the revisions this step registered.
 from typing import Any
 
 from phasegate.inventory import Discovery, EcsService
-from phasegate.steps import Change, Record, Reversibility, StepRefused, VerificationFailed
+from phasegate.steps import (
+    Change,
+    Record,
+    Reversibility,
+    Settling,
+    StepRefused,
+    VerificationFailed,
+    diff_entry,
+)
 from tasks.compute_common import CREATED_BY_TAG, FARGATE, ComputeObservation, ComputeTarget
 
 # On an ARM64 revision: the revision it was copied from, for audit.
@@ -205,19 +213,27 @@ class FargateArm64(ComputeTarget):
             if source not in twins:
                 twins[source] = self._arm64_revision(source)
             arn, registered = twins[source]
-            self._switch_service(before["cluster"], before["service"], arn)
             after[key] = {"task_definition": arn, "registered": registered}
+            self.progress(services={key: after[key]})  # a killed run's rollback finds it
+            self._switch_service(before["cluster"], before["service"], arn)
         return {"target": FARGATE, "services": after}
 
     def verify(self, record: Record) -> None:
+        """Drifted when a service runs a non-ARM64 revision; settling while its tasks are
+        being replaced (running != desired)."""
+        diff, busy = {}, []
         for s in Discovery(self.ctx.config, self.clients).services():
-            name = f"ECS service {s.cluster}/{s.name}"
+            name = f"{s.cluster}/{s.name}"
             if s.architecture != "ARM64":
-                raise VerificationFailed(
-                    f"{name} runs {s.task_definition}, which is {s.architecture}, not ARM64"
+                diff[f"service.{name}.cpu_architecture"] = diff_entry(
+                    "ARM64", f"{s.architecture} ({s.task_definition})"
                 )
-            if s.running != s.desired:
-                raise VerificationFailed(f"{name} runs {s.running} of {s.desired} tasks")
+            elif s.running != s.desired:
+                busy.append(f"ECS service {name} runs {s.running} of {s.desired} tasks")
+        if diff:
+            raise VerificationFailed.of(f"{self.env}: {self.id}", diff)
+        if busy:
+            raise Settling(f"{self.env}: {self.id}: " + "; ".join(busy))
 
     def rollback(self, record: Record) -> None:
         """Back to the old revisions (wait stable), then deregister the ARM64 ones we made."""
@@ -271,6 +287,7 @@ class FargateArm64(ComputeTarget):
             f"ECS service {cluster}/{service} stable on {task_definition}",
             lambda: self._describe_service(cluster, service),
             done,
+            kind="ecs_deploy",
         )
 
     def _switch_service(self, cluster: str, service: str, task_definition: str) -> None:

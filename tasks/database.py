@@ -60,6 +60,8 @@ class DatabaseResize(SnapshotThenResize[Database, DatabaseObservation]):
     restart_needed = True
     snapshot_action = "rds:CreateDBSnapshot"
     modify_action = "rds:ModifyDBInstance"
+    modify_wait = "rds_modify"
+    snapshot_wait = "rds_snapshot"
 
     @property
     def target_size(self) -> str:
@@ -91,6 +93,10 @@ class DatabaseResize(SnapshotThenResize[Database, DatabaseObservation]):
     @staticmethod
     def _status(live: dict[str, Any]) -> str:
         return live["DBInstanceStatus"]
+
+    @staticmethod
+    def _pending_size(live: dict[str, Any]) -> str | None:
+        return (live.get("PendingModifiedValues") or {}).get("DBInstanceClass")
 
     def _offers(self, engine: str, version: str, instance_class: str, multi_az: bool) -> bool:
         """Whether RDS sells `instance_class` for this engine version (and Multi-AZ, if used).
@@ -170,7 +176,6 @@ class DatabaseResize(SnapshotThenResize[Database, DatabaseObservation]):
             "instance_class": db.instance_class,
             "engine": db.engine,
             "engine_version": db.engine_version,
-            "status": db.status,
             "multi_az": db.multi_az,
         }
 

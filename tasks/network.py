@@ -32,9 +32,11 @@ from phasegate.steps import (
     Observation,
     Record,
     Reversibility,
+    Settling,
     Step,
     StepRefused,
     VerificationFailed,
+    diff_entry,
 )
 from tasks.security_groups import delete_security_group
 
@@ -652,6 +654,7 @@ class NatRemoval(Step):
     id = "nat.remove"
     phase = 1
     title = "Remove NAT gateways: tasks to public subnets, S3 endpoint, routes, NATs, EIPs"
+    after = ("nat.assess",)  # its report is what the operator reads before removal
     iam_actions = (
         *DISCOVERY_IAM_ACTIONS,
         *SURVEY_IAM_ACTIONS,
@@ -911,9 +914,13 @@ class NatRemoval(Step):
                     app_sgs.get(vpc_id),
                 )
                 groups = [app_sgs[vpc_id]]
+            self.progress(app_security_groups=app_sgs)
             self._set_network(move["cluster"], move["name"], move["subnets"], groups, True)
             services.append({**move, "security_groups": sorted(groups)})
-        s3 = {vpc_id: self._ensure_s3_endpoint(vpc_id) for vpc_id in before["vpcs"]}
+        s3 = {}
+        for vpc_id in before["vpcs"]:
+            s3[vpc_id] = self._ensure_s3_endpoint(vpc_id)
+            self.progress(s3_endpoints=s3)
         deleted_routes = self._delete_nat_routes(before)
         nat_ids = [n["id"] for n in before["nat_gateways"]]
         self._delete_nats(nat_ids)
@@ -1018,6 +1025,7 @@ class NatRemoval(Step):
             f"ECS service {cluster}/{name} stable (running == desired)",
             lambda: self._service(cluster, name),
             stable,
+            kind="ecs_deploy",
         )
 
     def _ensure_s3_endpoint(self, vpc_id: str) -> str:
@@ -1078,6 +1086,7 @@ class NatRemoval(Step):
             f"NAT gateways {', '.join(nat_ids)} deleted",
             lambda: self._nats(nat_gateway_id=nat_ids),
             lambda nats: all(n["State"] in GONE_NAT_STATES for n in nats),
+            kind="nat_delete",
         )
         self._info("nat.gateways_deleted", ", ".join(nat_ids))
 
@@ -1119,43 +1128,58 @@ class NatRemoval(Step):
     # ------------------------------------------------------------------ verify
 
     def verify(self, record: Record) -> None:
-        """From AWS: no NAT left or routed to; if applied, endpoint, services and EIPs too."""
+        """From AWS: no NAT left or routed to; if applied, endpoint, services and EIPs too.
+
+        Settling while gateways are still deleting or a service's tasks are being replaced;
+        drifted (with the diff) when a NAT gateway or a route to one is back, or a service
+        left the public subnets.
+        """
         inventory = self.ctx.inventory()
-        gaps = []
+        diff: dict[str, Any] = {}
+        busy: list[str] = []
         for vpc in inventory.vpcs:
-            gaps += [f"NAT gateway {n.id} is {n.state}" for n in vpc.nat_gateways]
+            for nat in vpc.nat_gateways:
+                if nat.state == "deleting":
+                    busy.append(f"NAT gateway {nat.id} is deleting")
+                else:
+                    diff[f"nat_gateway.{nat.id}"] = diff_entry("absent", nat.state)
             for table in vpc.route_tables:
                 route = table.default_route()
                 if route and route.target_type == "nat":
-                    gaps.append(f"route table {table.id} sends 0.0.0.0/0 to {route.target_id}")
+                    diff[f"route.{table.id}.{ANYWHERE}"] = diff_entry("absent", route.target_id)
         if record.change is not None:
             for vpc_id in record.before.get("vpcs", []):
                 if self._s3_endpoint(vpc_id) is None:
-                    gaps.append(f"VPC {vpc_id} has no S3 gateway endpoint")
+                    diff[f"s3_endpoint.{vpc_id}"] = diff_entry("present", "absent")
             released = record.after.get("released_allocation_ids", [])
             if released:
                 left = self.clients.ec2.describe_addresses(
                     Filters=[{"Name": "allocation-id", "Values": released}]
                 )["Addresses"]
-                gaps += [f"Elastic IP {a['AllocationId']} was not released" for a in left]
+                for address in left:
+                    diff[f"elastic_ip.{address['AllocationId']}"] = diff_entry(
+                        "released", "allocated"
+                    )
             public = {s.id for s in inventory.subnets if s.public}
             found = {(s.cluster, s.name): s for s in inventory.services}
             for move in record.change.desired.get("services", []):
-                label = f"ECS service {move['cluster']}/{move['name']}"
+                label = f"{move['cluster']}/{move['name']}"
                 svc = found.get((move["cluster"], move["name"]))
                 if svc is None:
-                    gaps.append(f"{label} not found")
+                    diff[f"service.{label}"] = diff_entry("present", "absent")
                     continue
                 if not svc.subnets or not set(svc.subnets) <= public:
-                    gaps.append(
-                        f"{label} is in non-public subnets {sorted(set(svc.subnets) - public)}"
+                    diff[f"service.{label}.subnets"] = diff_entry(
+                        "public subnets", sorted(set(svc.subnets) - public)
                     )
                 if not svc.assign_public_ip:
-                    gaps.append(f"{label} has assignPublicIp DISABLED")
+                    diff[f"service.{label}.assign_public_ip"] = diff_entry("ENABLED", "DISABLED")
                 if svc.running != svc.desired:
-                    gaps.append(f"{label} runs {svc.running} of {svc.desired} tasks")
-        if gaps:
-            raise VerificationFailed(f"{self._env}: {self.id}: " + "; ".join(gaps))
+                    busy.append(f"ECS service {label} runs {svc.running} of {svc.desired} tasks")
+        if diff:
+            raise VerificationFailed.of(f"{self._env}: {self.id}", diff)
+        if busy:
+            raise Settling(f"{self._env}: {self.id}: " + "; ".join(busy))
 
     # ------------------------------------------------------------------ rollback
 
@@ -1165,6 +1189,7 @@ class NatRemoval(Step):
             return
         before, after = record.before, record.after
         nats = before["nat_gateways"]
+        self._wait_deleted([n["id"] for n in nats])  # a killed apply may have left some deleting
         new = {nat["id"]: self._restore_nat(nat) for nat in nats}
         if new:
             ids = sorted(new.values())
@@ -1175,6 +1200,7 @@ class NatRemoval(Step):
                     len(found) == len(ids)
                     and all(n["State"] in ("available", "failed") for n in found)
                 ),
+                kind="nat_create",
             )
             failed = [n for n in waited if n["State"] == "failed"]
             if failed:
@@ -1214,7 +1240,7 @@ class NatRemoval(Step):
         params: dict[str, Any] = {"SubnetId": nat["subnet_id"]}
         if nat["connectivity_type"] == "public" and nat["allocation_ids"]:
             old = nat["allocation_ids"][0]
-            allocation = self._restore_address(nat["id"], nat["eip_tags"].get(old, {}))
+            allocation = self._restore_address(nat["id"], nat["eip_tags"].get(old, {}), old)
             params["AllocationId"] = allocation
         else:
             params["ConnectivityType"] = nat["connectivity_type"]
@@ -1229,9 +1255,26 @@ class NatRemoval(Step):
         self._info("nat.gateway_created", nat_id, subnet=nat["subnet_id"], replaces=nat["id"])
         return nat_id
 
-    def _restore_address(self, nat_id: str, tags: dict[str, str]) -> str:
-        """A new EIP for the gateway that replaces `nat_id` (the old one was released)."""
+    def _wait_deleted(self, nat_ids: list[str]) -> None:
+        """Until none of `nat_ids` is deleting: their Elastic IPs are free only then."""
+        if not nat_ids:
+            return
+        self.ctx.wait(
+            f"NAT gateways {', '.join(nat_ids)} done deleting",
+            lambda: self._nats(nat_gateway_id=nat_ids),
+            lambda nats: all(n["State"] != "deleting" for n in nats),
+            kind="nat_delete",
+        )
+
+    def _restore_address(self, nat_id: str, tags: dict[str, str], original: str) -> str:
+        """The EIP for the gateway that replaces `nat_id`: its own, if a half-applied removal
+        never released it (same public IP), else one allocated for it earlier, else a new one."""
         ec2 = self.clients.ec2
+        kept = ec2.describe_addresses(Filters=[{"Name": "allocation-id", "Values": [original]}])[
+            "Addresses"
+        ]
+        if kept and not kept[0].get("AssociationId"):
+            return original
         free = [
             a
             for a in ec2.describe_addresses(

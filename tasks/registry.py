@@ -1,8 +1,12 @@
-"""Every migration step, and the order each phase runs them in.
+"""Every migration step, by phase; each step declares the steps it runs after (`Step.after`).
 
-Adding a step is one Step class in the right tasks/ module plus one line here. Steps in the
-same stage are independent and run concurrently; stages run one after another.
+Adding a step is one Step class in its own tasks/ module plus one line here. A phase runs its
+steps as a DAG: a step starts as soon as the steps it names in `after` have finished, so
+independent steps (database.resize, cache.resize, nat.assess) run concurrently and a phase's
+wall time approaches its longest dependency chain, not the sum of its steps.
 """
+
+from graphlib import CycleError, TopologicalSorter
 
 from phasegate.steps import Step
 from tasks.cache import CacheResize
@@ -10,17 +14,57 @@ from tasks.compute import GravitonCompute
 from tasks.database import DatabaseResize
 from tasks.network import NatAssessment, NatRemoval
 
-PHASE_STAGES: dict[int, list[list[type[Step]]]] = {
-    1: [[NatAssessment], [NatRemoval], [GravitonCompute], [DatabaseResize, CacheResize]],
+PHASE_STEPS: dict[int, list[type[Step]]] = {
+    1: [NatAssessment, NatRemoval, GravitonCompute, DatabaseResize, CacheResize],
 }
 
 PHASE_NAMES = {1: "cost", 2: "architecture", 3: "advanced"}
 
-STEPS: dict[str, type[Step]] = {
-    step.id: step for stages in PHASE_STAGES.values() for stage in stages for step in stage
-}
+STEPS: dict[str, type[Step]] = {step.id: step for steps in PHASE_STEPS.values() for step in steps}
+
+
+def _check(phase: int, steps: list[type[Step]]) -> TopologicalSorter[str]:
+    """The phase's dependency graph; a bad `after` is a programming error caught at import."""
+    ids = {s.id for s in steps}
+    graph: TopologicalSorter[str] = TopologicalSorter()
+    for step in steps:
+        unknown = set(step.after) - ids
+        if unknown:
+            raise RuntimeError(
+                f"step {step.id} (phase {phase}) runs after {sorted(unknown)}, "
+                "which are not steps of its phase"
+            )
+        graph.add(step.id, *step.after)
+    return graph
+
+
+def dependencies(phase: int) -> dict[str, tuple[str, ...]]:
+    """Step id -> the step ids it runs after, in registry order."""
+    return {step.id: step.after for step in PHASE_STEPS.get(phase, [])}
 
 
 def stages(phase: int) -> list[list[str]]:
-    """The step ids of `phase`, stage by stage; empty for a phase with no steps yet."""
-    return [[step.id for step in stage] for stage in PHASE_STAGES.get(phase, [])]
+    """The phase's steps in dependency levels: every step of a level can start once the
+    levels before it finished (for display and plans; runs start each step as soon as its
+    own dependencies finish). Empty for a phase with no steps yet."""
+    graph = _check(phase, PHASE_STEPS.get(phase, []))
+    order = list(dependencies(phase))
+    try:
+        graph.prepare()
+    except CycleError as exc:
+        raise RuntimeError(f"phase {phase} steps depend on each other in a cycle: {exc}") from exc
+    levels = []
+    while graph.is_active():
+        ready = sorted(graph.get_ready(), key=order.index)
+        levels.append(ready)
+        graph.done(*ready)
+    return levels
+
+
+def ordered(phase: int) -> list[str]:
+    """The phase's step ids, each after the steps it depends on."""
+    return [step_id for level in stages(phase) for step_id in level]
+
+
+for _phase in PHASE_STEPS:
+    stages(_phase)  # a bad `after` or a cycle fails here, at import, not in a run

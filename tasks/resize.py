@@ -31,9 +31,11 @@ from phasegate.steps import (
     Observation,
     Record,
     Reversibility,
+    Settling,
     Step,
     StepRefused,
     VerificationFailed,
+    diff_entry,
 )
 
 # Tag a rollback puts on the snapshot it keeps: that snapshot predates the rollback, so a later
@@ -69,6 +71,8 @@ class SnapshotThenResize(Step, Generic[R, Obs]):
     restart_needed: ClassVar[bool]
     snapshot_action: ClassVar[str]  # "rds:CreateDBSnapshot", as the plan shows it
     modify_action: ClassVar[str]  # "rds:ModifyDBInstance", as the plan shows it
+    modify_wait: ClassVar[str]  # the kind of wait a modify is: "rds_modify"
+    snapshot_wait: ClassVar[str]  # the kind of wait a snapshot is: "rds_snapshot"
 
     @property
     @abstractmethod
@@ -110,6 +114,11 @@ class SnapshotThenResize(Step, Generic[R, Obs]):
     @abstractmethod
     def _modify(self, resource_id: str, live: dict[str, Any], size: str) -> None:
         """Ask for `size`, unless `live` shows the service already has (or is applying) it."""
+
+    @staticmethod
+    @abstractmethod
+    def _pending_size(live: dict[str, Any]) -> str | None:
+        """The size the service is moving the resource to (a modify in flight), if any."""
 
     @abstractmethod
     def _snapshots(self, resource_id: str) -> dict[str, dict[str, Any]]:
@@ -235,6 +244,7 @@ class SnapshotThenResize(Step, Generic[R, Obs]):
             lambda live: (
                 self._status(live) == "available" if size is None else self._settled(live, size)
             ),
+            kind=self.modify_wait,
         )
 
     def _snapshot_slot(self, base: str, existing: dict[str, dict[str, Any]]) -> str:
@@ -263,6 +273,7 @@ class SnapshotThenResize(Step, Generic[R, Obs]):
             f"{self.service} snapshot {name} of {resource_id} available",
             lambda: self._snapshots(resource_id).get(name, {}),
             lambda s: self._snapshot_status(s) in ("available", "failed"),
+            kind=self.snapshot_wait,
         )
         if self._snapshot_status(snap) != "available":
             raise VerificationFailed(f"{self.service} snapshot {name} of {resource_id} failed")
@@ -290,6 +301,7 @@ class SnapshotThenResize(Step, Generic[R, Obs]):
         for resource_id in change.before:
             self._wait_available(resource_id)
             snapshot = self._ensure_snapshot(resource_id, target)
+            self.progress(**{resource_id: {"snapshot": snapshot}})
             self._resize(resource_id, target)
             after[resource_id] = {self.size_key: target, "snapshot": snapshot}
             if self.log:
@@ -299,39 +311,72 @@ class SnapshotThenResize(Step, Generic[R, Obs]):
     # -- proving -------------------------------------------------------------------------
 
     def verify(self, record: Record) -> None:
-        """AWS shows each resource available at the target, and its snapshot available.
+        """AWS shows each resource available at the recorded size, and its snapshot available.
 
-        A run that changed nothing proves only that every resource is at the target.
+        Settling while the service is converging toward that size (modifying to it) or busy
+        at it (a nightly backup, a snapshot being taken); drifted, with the diff, when the
+        size is another one. A run that changed nothing proves every resource is at the
+        target.
         """
         if record.outcome == "unchanged" or record.change is None:
             target = self.target_size
-            off = [r for r in self._discover() if getattr(r, self.size_key) != target]
-            if off:
-                raise VerificationFailed(
-                    ", ".join(
-                        f"{self.service} {self._ident(r)} is {getattr(r, self.size_key)}"
-                        for r in off
-                    )
-                    + f", not {target}"
-                )
-            return
-        target = record.change.desired[self.size_key]
-        for resource_id, after in record.after.items():
+            expected = {self._ident(r): target for r in self._discover()}
+        else:
+            target = record.change.desired[self.size_key]
+            expected = {resource_id: target for resource_id in record.after}
+        diff: dict[str, Any] = {}
+        busy: list[str] = []
+        for resource_id, size in expected.items():
             live = self._describe(resource_id)
+            field = f"{resource_id}.{self.size_key}"
             if live is None:
-                raise VerificationFailed(f"{self.kind} {resource_id} no longer exists")
-            if self._size(live) != target or self._status(live) != "available":
-                raise VerificationFailed(
-                    f"{self.service} {resource_id} is {self._size(live)} ({self._status(live)}), "
-                    f"expected {target} (available)"
-                )
-            snap = self._snapshots(resource_id).get(after["snapshot"])
-            status = None if snap is None else self._snapshot_status(snap)
-            if status != "available":
-                raise VerificationFailed(
-                    f"pre-resize snapshot {after['snapshot']} of {self.service} {resource_id} is "
-                    f"{'missing' if snap is None else status}"
-                )
+                diff[resource_id] = diff_entry("exists", "missing")
+                continue
+            status, now, pending = self._status(live), self._size(live), self._pending_size(live)
+            if now == size and status == "available":
+                pass
+            elif now == size or pending == size or (pending is None and status != "available"):
+                # converging to it, busy at it, or busy with a change it has not named yet
+                busy.append(f"{self.service} {resource_id} is {status} ({now})")
+            else:
+                diff[field] = diff_entry(size, now if pending is None else f"{now} -> {pending}")
+            snapshot = record.after.get(resource_id, {}).get("snapshot")
+            if snapshot:
+                snap = self._snapshots(resource_id).get(snapshot)
+                snap_status = None if snap is None else self._snapshot_status(snap)
+                if snap_status in ("creating", "pending"):
+                    busy.append(f"snapshot {snapshot} of {resource_id} is {snap_status}")
+                elif snap_status != "available":
+                    diff[f"{resource_id}.snapshot"] = diff_entry(
+                        f"{snapshot} available", snap_status or "missing"
+                    )
+        if diff:
+            raise VerificationFailed.of(f"{self.ctx.config.name}: {self.id}", diff)
+        if busy:
+            raise Settling(f"{self.ctx.config.name}: {self.id}: " + "; ".join(busy))
+
+    def coalesce(self, records: list[Record]) -> list[Record]:
+        """One rollback to the oldest before-state of each resource: a size changed twice (or
+        changed by hand in between) goes straight back to what it was before phasegate first
+        touched it, without stopping at the sizes in between. Every snapshot taken on the way
+        is kept and marked superseded."""
+        if len(records) < 2:
+            return records
+        before: dict[str, Any] = {}
+        snapshots: dict[str, list[str]] = {}
+        for record in reversed(records):  # oldest first: the first before of a resource wins
+            for resource_id, state in record.before.items():
+                before.setdefault(resource_id, state)
+            for resource_id, after in record.after.items():
+                if after.get("snapshot"):
+                    snapshots.setdefault(resource_id, []).append(after["snapshot"])
+        merged = records[0].model_copy(
+            update={
+                "before": before,
+                "after": {rid: {"snapshots": names} for rid, names in snapshots.items()},
+            }
+        )
+        return [merged]
 
     def rollback(self, record: Record) -> None:
         """Move each resource back to its old size and wait until it is available.
@@ -343,13 +388,21 @@ class SnapshotThenResize(Step, Generic[R, Obs]):
         superseded, so a later resize takes a fresh snapshot instead of reusing this old one.
         """
         for resource_id, before in record.before.items():
-            self._resize(resource_id, before[self.size_key])
-            snapshot = record.after.get(resource_id, {}).get("snapshot")
-            snap = self._snapshots(resource_id).get(snapshot) if snapshot else None
-            if snap is not None and not self._superseded(snap):
-                self._tag_snapshot(
-                    snap, [{"Key": SUPERSEDED_TAG, "Value": datetime.now(UTC).isoformat()}]
+            if self._describe(resource_id) is None:
+                raise StepRefused(
+                    f"{self.kind} {resource_id} no longer exists; nothing to restore it to "
+                    f"{before[self.size_key]} (its pre-resize snapshots are kept)"
                 )
+            self._resize(resource_id, before[self.size_key])
+            after = record.after.get(resource_id, {})
+            names = after.get("snapshots") or [after.get("snapshot")]
+            existing = self._snapshots(resource_id)
+            for name in filter(None, names):
+                snap = existing.get(name)
+                if snap is not None and not self._superseded(snap):
+                    self._tag_snapshot(
+                        snap, [{"Key": SUPERSEDED_TAG, "Value": datetime.now(UTC).isoformat()}]
+                    )
 
     def verify_rollback(self, record: Record) -> None:
         """AWS shows each resource at its old size again."""

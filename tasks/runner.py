@@ -1,31 +1,34 @@
 """The generic Prefect tasks that run any Step: checkpointed, retried, logged.
 
-`run_step` is cached under the checkpoint key (ENV/PHASE/STEP/TARGETHASH-gGEN) with its
-Record persisted as JSON, so a re-run in a new process finds it and skips the step (state
-Cached). Before a Record is trusted, `checkpoint_key` re-verifies it against AWS, read-only,
-and retires it on drift. Retries cover transient failures only: a refusal, a bad input or an
-access error fails at once.
+`checkpoint_key` decides, from the step's ledger chain, whether the step can be skipped: its
+checkpoint holds in AWS (settling waited out; drift appended to the chain). It answers the
+checkpoint's own key, under which `run_step`'s Record is cached (state Cached), or a fresh
+key, so the step runs. `run_step` resumes or applies the change and appends to the chain;
+`rollback_step` walks the chain back. Retries cover what another try can fix: throttling,
+5xx and connection trouble, a deadline reached while AWS was settling; never a refusal, a
+validation or access error, a changed plan, a drift or a bug.
 """
 
 import threading
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.tasks import Task
 
-from phasegate.checkpoints import Checkpoints, task_result_storage
+from phasegate.checkpoints import task_result_storage
 from phasegate.config import EnvironmentConfig, load_environment
-from phasegate.errors import AwsCallError, ConfigError, WaitTimeout
-from phasegate.lifecycle import StepFailed, execute, plan, still_holds, undo
-from phasegate.steps import Change, Record, Step, StepContext, StepRefused, VerificationFailed
-from tasks.registry import STEPS, stages
+from phasegate.errors import WaitTimeout
+from phasegate.ledger import Ledger
+from phasegate.lifecycle import StepFailed, checkpoint, execute, plan, plan_difference, undo
+from phasegate.retry import is_transient
+from phasegate.steps import Change, PlanChanged, Record, Step, StepContext
+from tasks.registry import STEPS, ordered
 
 _contexts: dict[str, StepContext] = {}
 _contexts_lock = threading.Lock()
-
-NOT_RETRYABLE = (AwsCallError, ConfigError, StepRefused, VerificationFailed, WaitTimeout)
 
 
 def context_for(env: str) -> StepContext:
@@ -40,16 +43,25 @@ def step_for(env: str, step_id: str) -> Step:
     return STEPS[step_id](context_for(env))
 
 
+def worth_retrying(error: BaseException) -> bool:
+    """Only what another try could fix: a transient AWS error (throttling, 5xx, connection)
+    that outlasted the call's own retries, or a wait that reached its deadline while AWS was
+    still converging. Never a refusal, a changed plan, a drift, a validation, access or
+    not-found error, a waiter's terminal failure or a bug."""
+    cause = error.cause if isinstance(error, StepFailed) else error
+    if isinstance(cause, WaitTimeout):
+        return type(cause) is WaitTimeout  # a StepTimeout is the step's own cap: final
+    if isinstance(cause, ClientError | BotoCoreError):
+        return is_transient(cause)
+    return False
+
+
 def is_retryable(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Prefect retry condition: only what another try could fix."""
+    """Prefect retry condition: see `worth_retrying`."""
     try:
         state.result()
-    except StepFailed as exc:
-        return not isinstance(exc.cause, NOT_RETRYABLE)
-    except NOT_RETRYABLE:
-        return False
-    except Exception:
-        return True
+    except Exception as exc:
+        return worth_retrying(exc)
     return False
 
 
@@ -59,15 +71,15 @@ def _key_param(_context: Any, parameters: dict[str, Any]) -> str:
 
 @task(name="checkpoint-key", task_run_name="checkpoint {step_id}", cache_policy=NO_CACHE)
 def checkpoint_key(env: str, step_id: str) -> str:
-    """The key to run `step_id` under: its current one, or a fresh one if its Record drifted."""
+    """The key to run `step_id` under: its checkpoint's, if that holds in AWS, else a new one."""
     step = step_for(env, step_id)
-    checkpoints = Checkpoints(step.ctx.config)
-    key = checkpoints.key(step.phase, step.id, step.target_hash())
-    record = checkpoints.read(key)
-    if record is not None and not still_holds(step, record):
-        checkpoints.retire(step.phase, step.id)
-        key = checkpoints.key(step.phase, step.id, step.target_hash())
-    return key
+    ledger = Ledger(step.ctx.config)
+    held = checkpoint(step, ledger)
+    if held is not None:
+        return held.key
+    head = ledger.head(step.phase, step.id)
+    following = head.seq + 1 if head else 1
+    return f"{step.ctx.config.name}/{step.phase}/{step.id}/{step.target_hash()}-n{following}"
 
 
 @task(
@@ -79,15 +91,21 @@ def checkpoint_key(env: str, step_id: str) -> str:
     retry_condition_fn=is_retryable,
 )
 def run_step(
-    env: str, step_id: str, key: str, approver: str | None = None, comment: str | None = None
+    env: str,
+    step_id: str,
+    key: str,
+    approver: str | None = None,
+    comment: str | None = None,
+    approved_digest: str | None = None,
 ) -> Record:
-    """observe -> plan -> apply -> verify for one step; the Record is the cached result.
+    """Resume or plan -> apply -> verify for one step; the applied Record is the cached result.
 
-    Who approved the change and what they said travel in the Record (not in the cache key).
+    `approved_digest` is the digest of the change the operator approved: a different change
+    now stops the step before it changes anything. Who approved and what they said travel
+    in the Record (not in the cache key).
     """
     step = step_for(env, step_id)
-    record = execute(step, key, journal=Checkpoints(step.ctx.config))
-    return record.model_copy(update={"approver": approver, "comment": comment or None})
+    return execute(step, key, Ledger(step.ctx.config), approved_digest, approver, comment)
 
 
 @task(
@@ -97,38 +115,52 @@ def run_step(
     cache_policy=NO_CACHE,
 )
 def rollback_step(env: str, step_id: str) -> str:
-    """Undo a step from its current Record and retire the Record; what happened, in words."""
+    """Undo a step back to before phasegate first touched it; what happened, in words."""
     step = step_for(env, step_id)
-    checkpoints = Checkpoints(step.ctx.config)
-    record = checkpoints.current(step.phase, step.id)
-    if record is None:
-        return "not applied"
-    undo(step, record)
-    checkpoints.retire(step.phase, step.id)
-    return "rolled back" if record.outcome == "applied" else "nothing to undo"
+    return undo(step, Ledger(step.ctx.config))
 
 
 def configured(task_: Task[..., Any], config: EnvironmentConfig) -> Task[..., Any]:
-    """A task with the environment's retry and timeout settings and checkpoint storage.
+    """A task with the environment's retry settings and checkpoint storage.
 
     The storage travels with the task, not with the process's settings, so a run started by a
     worker (no CLI around it) or resumed after a suspended approval writes and finds the
-    Records where every other process does.
+    Records where every other process does. No Prefect task timeout: it cannot interrupt a
+    worker thread; the step's own deadline (phasegate.deadline) does.
     """
     return task_.with_options(
         retries=config.executor.step_retries,
         retry_delay_seconds=config.executor.retry_delay_seconds,
-        timeout_seconds=config.phases.step_timeout_seconds,
         result_storage=task_result_storage(config),
     )
 
 
 def planned_changes(env: str, phase: int) -> list[tuple[str, Change | None]]:
-    """(step id, what it would change now or None), in run order; read-only."""
-    return [(step_id, plan(step_for(env, step_id))) for stage in stages(phase) for step_id in stage]
+    """(step id, what it would change now or None), in dependency order; read-only."""
+    return [(step_id, plan(step_for(env, step_id))) for step_id in ordered(phase)]
 
 
 @task(name="plan-phase", task_run_name="plan phase {phase}", cache_policy=NO_CACHE)
 def plan_phase(env: str, phase: int) -> list[tuple[str, Change | None]]:
     """The phase's plan inside a run, for the approval form and the run's record."""
     return planned_changes(env, phase)
+
+
+@task(name="confirm-plan", task_run_name="confirm plan of phase {phase}", cache_policy=NO_CACHE)
+def confirm_plan(env: str, phase: int, approved: list[tuple[str, Change | None]]) -> None:
+    """Re-plan every step whose change was approved; PlanChanged naming each difference when
+    AWS changed since (by hand, say) and the change is no longer the approved one. Read-only,
+    and before any step runs, so a changed plan stops the phase having changed nothing."""
+    config = context_for(env).config
+    differences = []
+    for step_id, change in approved:
+        if change is None or not change.actions:
+            continue
+        now = plan(step_for(env, step_id))
+        if now is None or now.digest() != change.digest():
+            differences += [f"{step_id}: {d}" for d in plan_difference(change, now)]
+    if differences:
+        raise PlanChanged(
+            f"{config.name}: phase {phase}: the plan changed since it was approved; nothing "
+            "was changed: " + "; ".join(differences)
+        )

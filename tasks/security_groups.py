@@ -18,4 +18,4 @@ def delete_security_group(ctx: StepContext, group_id: str) -> None:
                 raise
         return True
 
-    ctx.wait(f"security group {group_id} deleted", attempt, bool)
+    ctx.wait(f"security group {group_id} deleted", attempt, bool, kind="other")

@@ -329,11 +329,11 @@ def test_fargate_undo_returns_to_the_x86_revision(seeded: EnvironmentConfig) -> 
     step = step_for(seeded)
     clients = step.clients
     old_arn = service(clients)["taskDefinition"]
-    record = execute(step, key="t")
+    execute(step, key="t")
     new_arn = service(clients)["taskDefinition"]
 
     with recording_calls() as calls:
-        undo(step, record)
+        undo(step)
 
     svc = service(clients)
     assert svc["taskDefinition"] == old_arn
@@ -473,11 +473,11 @@ def test_ec2_drift_is_planned_again_with_the_original_desired_count(
     assert change is not None
     # ECS is at 0 now; the before-state still restores 2, read back from the group's tag.
     assert change.before["services"][f"{CLUSTER}/{SERVICE}"]["desired"] == 2
-    record = execute(step_for(ec2_config), key="t2")
+    execute(step_for(ec2_config), key="t2")
     assert listener(clients)["DefaultActions"][0]["TargetGroupArn"] == target_group_arn(
         clients, "demo-app-ec2"
     )
-    undo(step_for(ec2_config), record)
+    undo(step_for(ec2_config))
     assert service(clients)["desiredCount"] == 2
 
 
@@ -486,10 +486,10 @@ def test_ec2_undo_restores_ecs_and_the_listener(ec2_config: EnvironmentConfig) -
     clients = step.clients
     before = discover(ec2_config)
     app_tg = target_group_arn(clients, "demo-app")
-    record = execute(step, key="t")
+    execute(step, key="t")
 
     with recording_calls() as calls:
-        undo(step, record)
+        undo(step)
 
     svc = service(clients)
     assert svc["desiredCount"] == svc["runningCount"] == 2

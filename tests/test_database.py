@@ -64,7 +64,6 @@ def test_plan_is_read_only_and_prices_the_resize(ctx: StepContext, sandbox: str)
             "instance_class": "db.t3.micro",
             "engine": "postgres",
             "engine_version": "16.4",
-            "status": "available",
             "multi_az": False,
         }
     }
@@ -170,16 +169,16 @@ def test_apply_refuses_before_touching_anything(seeded: EnvironmentConfig, sandb
 
 def test_undo_restores_the_class_and_keeps_the_snapshot(ctx: StepContext) -> None:
     step = DatabaseResize(ctx)
-    record = execute(step, key="t")
+    execute(step, key="t")
 
-    undo(step, record)
+    undo(step)
 
     db = instance(ctx)
     assert (db["DBInstanceClass"], db["DBInstanceStatus"]) == ("db.t3.micro", "available")
     snapshots = manual_snapshots(ctx)
     assert list(snapshots) == [SNAPSHOT]
     assert SUPERSEDED_TAG in {t["Key"] for t in snapshots[SNAPSHOT]["TagList"]}
-    undo(step, record)  # rolling back twice is harmless
+    undo(step)  # rolling back twice is harmless
     assert instance(ctx)["DBInstanceClass"] == "db.t3.micro"
 
     # Resizing again takes a fresh snapshot: the kept one predates the rollback.
@@ -191,9 +190,9 @@ def test_undo_restores_the_class_and_keeps_the_snapshot(ctx: StepContext) -> Non
 
 def test_undo_calls_only_what_iam_actions_allow(ctx: StepContext) -> None:
     step = DatabaseResize(ctx)
-    record = execute(step, key="t")
+    execute(step, key="t")
     with recording_calls() as calls:
-        undo(step, record)
+        undo(step)
     assert "rds:ModifyDBInstance" in calls
     assert set(calls) <= set(step.iam_actions)
 

@@ -33,21 +33,21 @@ from flows.phase1 import phase1
 from flows.rollback import rollback_phase
 from phasegate import deploy as deployments
 from phasegate.aws import AwsClients
-from phasegate.checkpoints import Checkpoints
 from phasegate.cli import app
 from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
 from phasegate.home import REPO_ROOT
 from phasegate.inventory import discover
+from phasegate.ledger import Ledger
 from phasegate.sandbox.seed import seed_environment
 from phasegate.sandbox.simulator import WorkloadSimulator
 from phasegate.status import environment_tag
 from tasks.locks import limit_name
-from tasks.registry import stages
+from tasks.registry import ordered
 from tasks.status import environment_status
 
 pytestmark = pytest.mark.usefixtures("prefect_client_env")
 
-PHASE_1_STEPS = {step for stage in stages(1) for step in stage}
+PHASE_1_STEPS = set(ordered(1))
 FAST_GATE = {"interval_seconds": 0.2, "count": 2, "lookback_minutes": 5}
 
 
@@ -347,7 +347,7 @@ def test_prod_suspends_twice_and_the_second_resume_reuses_the_finished_step(
     runs = task_runs(run.id)
     assert sorted(state for name, state in runs if name == "nat.assess") == ["Cached", "Completed"]
     assert [name for name, _ in runs].count("plan phase 1") == 3
-    record = Checkpoints(config).current(1, "nat.remove")
+    record = Ledger(config).checkpoint(1, "nat.remove")
     assert record is not None and record.approver == "bo"  # the step's own approval
 
 
@@ -367,9 +367,10 @@ def test_checkpoints_in_s3_are_written_by_the_steps_and_found_by_a_rerun(
     assert_phase1_end_state(config)
     keys = [o["Key"] for o in clients.s3.list_objects_v2(Bucket="pg-checkpoints")["Contents"]]
     assert f"ckpt/{records[1].key}" in keys, keys  # the nat.remove Record, under the prefix
-    checkpoints = Checkpoints(config)
-    assert checkpoints.path is None  # nothing local
-    assert checkpoints.current(1, "nat.remove") == records[1]
+    ledger = Ledger(config)
+    chain = [k for k in keys if k.startswith("ckpt/dep-s3/1/nat.remove/ledger/")]
+    assert [k.rsplit("-", 1)[-1] for k in sorted(chain)] == ["intent.json", "applied.json"]
+    assert ledger.checkpoint(1, "nat.remove") == records[1]
 
     clear_calls(sandbox)
     state = phase1(str(config.source), return_state=True)
@@ -382,8 +383,9 @@ def test_checkpoints_in_s3_are_written_by_the_steps_and_found_by_a_rerun(
 
     assert rollback_phase(str(config.source), 1)["nat.remove"] == "rolled back"
     assert len(discover(config).nat_gateways) == 2
-    assert checkpoints.generation(1, "nat.remove") == 1  # retired in S3
-    assert checkpoints.current(1, "nat.remove") is None
+    head = ledger.head(1, "nat.remove")
+    assert head is not None and head.outcome == "rolled_back"  # appended in S3
+    assert ledger.checkpoint(1, "nat.remove") is None
 
 
 def test_prefect_yaml_declares_what_phasegate_deploy_creates_for_the_demo() -> None:

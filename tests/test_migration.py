@@ -17,16 +17,17 @@ from typer.testing import CliRunner
 
 from flows.migration import migration
 from phasegate.aws import AwsClients
-from phasegate.checkpoints import Checkpoints, checkpoint_storage
+from phasegate.checkpoints import checkpoint_storage
 from phasegate.cli import app
 from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
 from phasegate.inventory import Inventory, discover
+from phasegate.ledger import Ledger
 from phasegate.report import MigrationFailed, MigrationReport
 from phasegate.sandbox.seed import seed_environment
 from phasegate.sandbox.simulator import WorkloadSimulator, set_fault
 from tasks.approvals import resume_with
 from tasks.locks import EnvironmentBusy
-from tasks.registry import stages
+from tasks.registry import ordered
 
 pytestmark = pytest.mark.usefixtures("prefect_client_env")
 
@@ -154,8 +155,8 @@ def test_staging_waits_for_approval_and_continues_when_approved(
     report = bg.result
     assert report.phases[0].status == "completed" and report.phases[0].approver == "ana"
     assert discover(config).nat_gateways == []
-    checkpoints = Checkpoints(config)
-    records = [checkpoints.current(1, step) for stage in stages(1) for step in stage]
+    ledger = Ledger(config)
+    records = [ledger.checkpoint(1, step) for step in ordered(1)]
     assert {(r.approver, r.comment) for r in records if r} == {("ana", "go")}
 
 

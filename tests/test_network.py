@@ -326,7 +326,7 @@ def test_undo_returns_the_environment_to_its_seeded_shape(
     record = execute(step, key="test")
     assert discover(seeded).nat_gateways == []
 
-    undo(step, record)
+    undo(step)
     restored = discover(seeded)
     assert normalised(restored) == normalised(seeded_inventory)
     assert len(restored.nat_gateways) == 2
@@ -380,7 +380,7 @@ def test_a_broader_security_group_is_replaced_by_an_alb_only_one_and_undone(
         ],
     )
     step = NatRemoval(ctx)
-    record = execute(step, key="test")
+    execute(step, key="test")
 
     [moved] = discover(seeded).services
     [new_sg] = moved.security_groups
@@ -392,7 +392,7 @@ def test_a_broader_security_group_is_replaced_by_an_alb_only_one_and_undone(
     assert (perm["FromPort"], perm["ToPort"], perm["IpRanges"]) == (8000, 8000, [])
     assert [p["GroupId"] for p in perm["UserIdGroupPairs"]] == alb.security_groups
 
-    undo(step, record)
+    undo(step)
     [back] = discover(seeded).services
     assert back.security_groups == [app_sg] and back.subnets == service.subnets
     assert (
@@ -408,7 +408,7 @@ def test_iam_actions_cover_every_call_made(seeded: EnvironmentConfig, ctx: StepC
         step = step_class(ctx)
         record = execute(step, key="test")
         with recording_calls() as rollback_calls:
-            undo(step, record)
+            undo(step)
         used = {
             f"{IAM_PREFIX.get(s, s)}:{op}"
             for s, op in (a.split(":") for a in [*record.api_actions, *rollback_calls])
@@ -467,10 +467,10 @@ def test_an_s3_endpoint_that_was_there_is_extended_then_narrowed_back_not_delete
         }
 
     step = NatRemoval(ctx)
-    record = execute(step, key="test")
+    execute(step, key="test")
     assert endpoints() == {theirs: sorted(t.id for t in vpc.route_tables)}
 
-    undo(step, record)
+    undo(step)
     assert endpoints() == {theirs: [public_table]}
 
 

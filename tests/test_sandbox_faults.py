@@ -20,13 +20,13 @@ from conftest import write_environment
 from typer.testing import CliRunner
 
 from phasegate.aws import AwsClients
-from phasegate.checkpoints import Checkpoints
 from phasegate.cli import app
 from phasegate.config import EnvironmentConfig, Gates
 from phasegate.gates import GateResult, HealthGate, load_balancer_dimension
 from phasegate.home import generated_environments_dir
 from phasegate.inventory import discover
-from phasegate.lifecycle import execute
+from phasegate.ledger import Ledger
+from phasegate.lifecycle import execute, undo
 from phasegate.sandbox.server import faults_path
 from phasegate.sandbox.simulator import WorkloadSimulator, read_fault_specs, set_fault
 from phasegate.steps import StepContext
@@ -137,15 +137,12 @@ def test_fault_after_a_step_waits_for_its_checkpoint(
     assert simulator.tick(now) == {"demo": 0}  # no fault in force: nothing to catch up on
     assert gate(seeded).passed
 
-    # Run the real step and checkpoint its Record where Prefect's run-step task would.
+    # Run the real step: its applied Record in the ledger is the checkpoint.
     step = STEPS["compute.graviton"](StepContext.for_environment(seeded))
-    checkpoints = Checkpoints(seeded)
-    key = checkpoints.key(step.phase, step.id, step.target_hash())
-    record = execute(step, key, journal=checkpoints)
-    assert simulator.tick(now) == {"demo": 0}  # applied, but no checkpoint yet: healthy
-    assert gate(seeded).passed
-    checkpoints.store.write(record, key=key)
-    assert checkpoints.current(step.phase, step.id) == record
+    ledger = Ledger(seeded)
+    assert ledger.checkpoint(step.phase, step.id) is None
+    record = execute(step, "t", ledger)
+    assert ledger.checkpoint(step.phase, step.id) == record
 
     assert simulator.tick(now)["demo"] > 0  # the checkpoint is there: the fault catches up
     assert simulator.tick(now) == {"demo": 0}  # once only
@@ -160,14 +157,12 @@ def test_rolling_the_step_back_ends_the_fault(
 ) -> None:
     set_fault("demo", "5xx", after="compute.graviton")
     step = STEPS["compute.graviton"](StepContext.for_environment(seeded))
-    checkpoints = Checkpoints(seeded)
-    key = checkpoints.key(step.phase, step.id, step.target_hash())
-    checkpoints.store.write(execute(step, key, journal=checkpoints), key=key)
+    execute(step, "t")
     now = datetime.now(UTC)
     simulator.tick(now)
     assert not gate(seeded).passed
 
-    checkpoints.retire(step.phase, step.id)  # what a rollback does to the Record
+    assert undo(step) == "rolled back"  # appended to the ledger: no checkpoint any more
     later = now + timedelta(minutes=1)
     simulator.tick(later)  # the next minute is published healthy
 

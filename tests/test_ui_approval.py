@@ -32,14 +32,15 @@ from prefect.client.orchestration import get_client
 
 from flows.migration import migration
 from phasegate.aws import AwsClients
-from phasegate.checkpoints import Checkpoints, checkpoint_storage
+from phasegate.checkpoints import checkpoint_storage
 from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
 from phasegate.home import generated_environments_dir
 from phasegate.inventory import discover
+from phasegate.ledger import Ledger
 from phasegate.sandbox.seed import seed_environment
 from phasegate.sandbox.simulator import WorkloadSimulator
 from tasks.approvals import resume_with
-from tasks.registry import stages
+from tasks.registry import ordered
 
 CHROMIUM = os.environ.get("PHASEGATE_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("PHASEGATE_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -265,8 +266,8 @@ def test_operator_approves_a_paused_migration_in_the_prefect_ui(
     assert discover(staging).nat_gateways == []
     assert state_of(run_id) == "Completed"
 
-    checkpoints = Checkpoints(staging)
-    records = {step: checkpoints.current(1, step) for stage in stages(1) for step in stage}
+    ledger = Ledger(staging)
+    records = {step: ledger.checkpoint(1, step) for step in ordered(1)}
     assert all(records.values()), records
     stamped = {(r.approver, r.comment) for r in records.values() if r}
     assert stamped == {(APPROVER, COMMENT)}

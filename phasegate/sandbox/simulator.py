@@ -20,11 +20,11 @@ is a pure function of (environment, metric, minute): a re-run publishes the same
 Faults (`faults.json` under the sandbox directory, read on every tick) stand in for a
 misbehaving service. Each entry maps an environment name to a kind, either as a bare string
 (the original format) or as {"kind": KIND, "after": STEP}; `after` (a step id, or null) keeps
-the environment healthy until that step has finished, i.e. until its checkpoint exists
-(phasegate.checkpoints.Checkpoints(config).current(phase, step) is a Record, applied or
-unchanged), the way a bad deploy only breaks the service once it has gone out. The fault is
-in force for as long as that checkpoint stands: a rollback retires the Record and, with it,
-the fault's cause.
+the environment healthy until that step has finished, i.e. until its ledger has a checkpoint
+(phasegate.ledger.Ledger(config).checkpoint(phase, step) is a Record, applied or unchanged),
+the way a bad deploy only breaks the service once it has gone out. The fault is in force for
+as long as that checkpoint stands: a rollback appended to the ledger ends it, and with it the
+fault's cause.
 
 - ``5xx``: about 20% of requests answer 5xx;
 - ``latency``: target response time 2.5 s;
@@ -74,7 +74,7 @@ from phasegate.retry import RetryPolicy
 from phasegate.sandbox.server import faults_path, write_text_atomic
 
 if TYPE_CHECKING:
-    from phasegate.checkpoints import Checkpoints
+    from phasegate.ledger import Ledger
 
 log = structlog.get_logger("phasegate.sandbox")
 
@@ -287,7 +287,7 @@ class WorkloadSimulator:
         self._shown: dict[str, dict[datetime, set[str]]] = {}
         self._in_force: dict[str, str | None] = {}  # environment -> fault of the last tick
         self._clients: dict[str, AwsClients] = {}
-        self._checkpoints: dict[tuple[str, str | None], Checkpoints] = {}
+        self._ledgers: dict[tuple[str, str | None], Ledger] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -335,7 +335,7 @@ class WorkloadSimulator:
         return kind
 
     def _step_finished(self, config: EnvironmentConfig, step: str) -> bool:
-        """True when `step` has a checkpoint in the environment's storage: its current Record.
+        """True when `step` has a checkpoint in the environment's ledger.
 
         The step's phase comes from tasks.registry, loaded by name (phasegate never imports
         the steps); an unknown step or unreadable storage is logged and counts as not finished,
@@ -346,22 +346,22 @@ class WorkloadSimulator:
             steps = entrypoints.load("tasks.registry:STEPS")
             if step not in steps:
                 raise ConfigError(f"unknown step {step!r}; known: {', '.join(sorted(steps))}")
-            record = self._checkpoints_for(config).current(steps[step].phase, step)
+            record = self._ledger_for(config).checkpoint(steps[step].phase, step)
         except Exception as exc:
             problem = f"{type(exc).__name__}: {exc}"
             event = "fault waits: cannot tell whether its step finished"
             _warn(subject, event, problem, environment=config.name, step=step)
             return False
         _recovered(subject)
-        return record is not None and record.outcome in ("applied", "unchanged")
+        return record is not None
 
-    def _checkpoints_for(self, config: EnvironmentConfig) -> "Checkpoints":
-        from phasegate.checkpoints import Checkpoints  # Prefect: imported only when needed
+    def _ledger_for(self, config: EnvironmentConfig) -> "Ledger":
+        from phasegate.ledger import Ledger  # Prefect: imported only when needed
 
         key = (config.name, config.executor.result_storage)
-        if key not in self._checkpoints:
-            self._checkpoints[key] = Checkpoints(config)
-        return self._checkpoints[key]
+        if key not in self._ledgers:
+            self._ledgers[key] = Ledger(config)
+        return self._ledgers[key]
 
     # -- publishing -------------------------------------------------------------------------
 
