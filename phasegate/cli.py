@@ -23,10 +23,12 @@ from phasegate.cost import load_price_table, price_inventory
 from phasegate.errors import ConfigError, PhasegateError
 from phasegate.gates import GateFailed, GateRound, HealthGate, gate_table
 from phasegate.inventory import discover
+from phasegate.ledger import Ledger
 from phasegate.logs import configure
 from phasegate.preflight import check_aws, reachable_environment
 from phasegate.render import (
     cost_table,
+    history_table,
     inventory_table,
     migration_table,
     plan_table,
@@ -193,13 +195,46 @@ def run(
 def rollback(
     env: EnvArg,
     phase: Annotated[int, typer.Option("--phase", min=1, max=3, help="The phase to undo")],
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve", help="Approve the rollback (dev only; never prod)")
+    ] = False,
 ) -> None:
-    """Undo a phase from its Records, newest step first, verifying each undo."""
+    """Undo a phase back to before phasegate first touched it, from each step's ledger.
+
+    Shows what it will undo and restore, then asks as `run` does (tier policy).
+    """
     config = reachable_environment(env)
+    check_auto_approve_allowed(config, auto_approve)
+    preview = entrypoints.load(entrypoints.ROLLBACK_PREVIEW)(env, phase)
+    console.print(plan_table(config.name, phase, preview, title="Rollback of"))
     with checkpoint_storage(config), tags(environment_tag(config.name)):
-        outcome = entrypoints.load(entrypoints.ROLLBACK_FLOW)(env, phase)
+        outcome = entrypoints.load(entrypoints.ROLLBACK_FLOW)(env, phase, True, auto_approve)
     for step_id, what in outcome.items():
         console.print(f"{step_id}: {what}")
+
+
+@app.command()
+@reports_errors
+def history(
+    env: EnvArg,
+    step: Annotated[str | None, typer.Option("--step", help="One step id, e.g. nat.remove")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Each step's ledger chain, oldest first: applies, intents, drift, rollbacks."""
+    config = load_environment(env)
+    steps = entrypoints.load(entrypoints.STEPS)
+    if step is not None and step not in steps:
+        raise ConfigError(f"--step: unknown step {step!r}; known: {', '.join(sorted(steps))}")
+    ledger = Ledger(config)
+    chains = {
+        sid: ledger.chain(cls.phase, sid) for sid, cls in steps.items() if step in (None, sid)
+    }
+    if as_json:
+        console.print_json(
+            data={sid: [r.model_dump(mode="json") for r in chain] for sid, chain in chains.items()}
+        )
+        return
+    console.print(history_table(config.name, chains))
 
 
 @app.command()

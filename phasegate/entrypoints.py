@@ -9,6 +9,8 @@ from typing import Any
 
 MIGRATION_FLOW = "flows.migration:migration"
 ROLLBACK_FLOW = "flows.rollback:rollback_phase"
+ROLLBACK_PREVIEW = "tasks.runner:rollback_preview"
+STEPS = "tasks.registry:STEPS"
 PLAN = "flows.plan:plan_phases"
 APPROVE = "tasks.approvals:resume_with"
 STATUS = "tasks.status:environment_status"

@@ -25,7 +25,7 @@ from typing import Any
 from phasegate.checkpoints import stored_files
 from phasegate.config import EnvironmentConfig
 from phasegate.errors import PhasegateError
-from phasegate.steps import Record, utcnow
+from phasegate.steps import Change, Record, Reversibility, flatten, utcnow
 
 
 class LedgerError(PhasegateError):
@@ -167,3 +167,32 @@ def _merged(base: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
+
+
+def rollback_change(step: str, units: list[Record]) -> Change | None:
+    """What rolling `step` back will do, as a Change for the plan table and the approval form:
+    the changes it undoes (newest first) and the before-state it restores. None: nothing."""
+    if not units:
+        return None
+    changes = [u.change for u in units if u.change is not None]
+    oldest = units[-1]
+    restores = [f"restore {field} = {value!r}" for field, value in flatten(oldest.before).items()]
+    return Change(
+        step=step,
+        summary=f"undo {len(units)} change(s) back to before #{oldest.seq} "
+        f"({oldest.started_at:%Y-%m-%d %H:%M} UTC)"
+        + (" (one half-applied)" if any(u.outcome == "intent" for u in units) else ""),
+        actions=[
+            f"undo #{u.seq} ({u.outcome}): {u.change.summary if u.change else ''}" for u in units
+        ]
+        + restores,
+        monthly_cost_delta=round(-sum(c.monthly_cost_delta for c in changes), 2),
+        reversibility=Reversibility(
+            restart_needed=any(c.reversibility.restart_needed for c in changes),
+            rollback_possible=True,
+            expected_disruption="; ".join(
+                dict.fromkeys(c.reversibility.expected_disruption for c in changes)
+            ),
+        ),
+        before=oldest.before,
+    )

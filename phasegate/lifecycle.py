@@ -33,6 +33,7 @@ from phasegate.steps import (
     Step,
     Verdict,
     VerificationFailed,
+    flatten,
     utcnow,
 )
 from phasegate.waiting import wait_until
@@ -242,8 +243,8 @@ def plan_difference(approved: Change, now: Change | None) -> list[str]:
         return ["nothing to change any more"]
     found: list[str] = []
     for part in ("before", "desired"):
-        old = _flatten(getattr(approved, part))
-        new = _flatten(getattr(now, part))
+        old = flatten(getattr(approved, part))
+        new = flatten(getattr(now, part))
         for field in sorted(set(old) | set(new)):
             if old.get(field) != new.get(field):
                 found.append(
@@ -251,20 +252,6 @@ def plan_difference(approved: Change, now: Change | None) -> list[str]:
                     f"now {new.get(field, '(absent)')!r}"
                 )
     return found
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts and lists as {"a.b.0.c": leaf}, so a difference names its field."""
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return {prefix: value}
-    flat: dict[str, Any] = {}
-    for key, inner in items:
-        flat.update(_flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
 
 
 def undo(step: Step, ledger: Ledger | None = None) -> str:

@@ -1,11 +1,12 @@
 """Rich tables for what the CLI shows a person; `--json` output bypasses this module."""
 
+from rich.markup import escape
 from rich.table import Table
 
 from phasegate.cost import CostReport
 from phasegate.inventory import Inventory
 from phasegate.report import MigrationReport
-from phasegate.steps import Change
+from phasegate.steps import Change, Record
 
 
 def inventory_table(inv: Inventory) -> Table:
@@ -75,9 +76,14 @@ def cost_table(report: CostReport) -> Table:
     return table
 
 
-def plan_table(environment: str, phase: int, plans: list[tuple[str, Change | None]]) -> Table:
+def plan_table(
+    environment: str,
+    phase: int,
+    plans: list[tuple[str, Change | None]],
+    title: str = "Plan for",
+) -> Table:
     """Each step's change, its monthly cost delta and its reversibility."""
-    table = Table(title=f"Plan for {environment}, phase {phase}", title_justify="left")
+    table = Table(title=f"{title} {environment}, phase {phase}", title_justify="left")
     table.add_column("Step", style="bold")
     table.add_column("Change")
     table.add_column("Monthly delta", justify="right")
@@ -97,6 +103,34 @@ def plan_table(environment: str, phase: int, plans: list[tuple[str, Change | Non
             f"rollback: {'yes' if r.rollback_possible else 'no'}; {r.expected_disruption}",
         )
     table.add_row("Total", "", f"{total:+,.2f}", "", style="bold")
+    return table
+
+
+def history_table(environment: str, chains: dict[str, list[Record]]) -> Table:
+    """Each step's ledger chain, oldest first: what happened, when, by whose approval."""
+    table = Table(title=f"Ledger of {environment}", title_justify="left")
+    for column in ("Step", "#", "Outcome", "At (UTC)", "What"):
+        table.add_column(column, style="bold" if column == "Step" else None)
+    for step_id, chain in chains.items():
+        if not chain:
+            table.add_row(step_id, "", "[dim]no record[/dim]", "", "")
+        for record in chain:
+            what = record.detail or (record.change.summary if record.change else "")
+            if record.outcome == "progress":
+                what = "done so far: " + ", ".join(sorted(record.after))
+            what += "".join(
+                f"\n  - {field}: recorded {v['recorded']!r}, found {v['found']!r}"
+                for field, v in record.diff.items()
+            )
+            if record.approver:
+                what += f"\n  approved by {record.approver}"
+            table.add_row(
+                step_id,
+                str(record.seq),
+                record.outcome,
+                f"{record.finished_at:%Y-%m-%d %H:%M:%S}",
+                escape(what),
+            )
     return table
 
 

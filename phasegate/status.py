@@ -59,6 +59,15 @@ class GateSummary(BaseModel):
     summary: str
 
 
+class DriftSummary(BaseModel):
+    """A step whose newest verdict is drift: AWS no longer shows what its Record left."""
+
+    step: str
+    at: datetime
+    detail: str
+    diff: dict[str, dict[str, object]] = Field(default_factory=dict)
+
+
 class StatusReport(BaseModel):
     environment: str
     recent_runs: list[RunSummary] = Field(default_factory=list)
@@ -69,6 +78,7 @@ class StatusReport(BaseModel):
     pending_approvals: list[PendingApproval] = Field(default_factory=list)
     last_gate: str | None = None
     gate: GateSummary | None = None
+    drift: list[DriftSummary] = Field(default_factory=list)
 
 
 _STATE_STYLE = {
@@ -160,6 +170,27 @@ def _gate(report: StatusReport) -> RenderableType:
     return Group(*rows)
 
 
+def _drift(report: StatusReport) -> RenderableType:
+    label = ("Drift: ", "bold")
+    if not report.drift:
+        return Text.assemble(label, ("none seen", "dim"))
+    lines: list[RenderableType] = [Text.assemble(label, (str(len(report.drift)), "bold red"))]
+    for drift in report.drift:
+        lines.append(Text.assemble("  - ", (drift.step, "bold"), f" at {_when(drift.at)}"))
+        for field, seen in drift.diff.items():
+            lines.append(
+                Text(f"    {field}: recorded {seen['recorded']!r}, found {seen['found']!r}")
+            )
+    lines.append(
+        Text(
+            "    the next run plans again from the present; rollback still restores the "
+            "original (phasegate history shows the chain)",
+            style="dim",
+        )
+    )
+    return Group(*lines)
+
+
 def _runs(report: StatusReport) -> RenderableType:
     if not report.recent_runs:
         return Text(
@@ -190,6 +221,7 @@ def status_table(report: StatusReport) -> Group:
         _current(report),
         _approvals(report),
         _gate(report),
+        _drift(report),
         Text(""),
         _runs(report),
     )

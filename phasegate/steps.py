@@ -272,3 +272,17 @@ class Step(ABC):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts and lists as {"a.b.0.c": leaf}, so a difference names its field."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, inner in items:
+        flat.update(flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
+    return flat

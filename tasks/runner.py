@@ -14,6 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.tasks import Task
@@ -21,22 +22,27 @@ from prefect.tasks import Task
 from phasegate.checkpoints import task_result_storage
 from phasegate.config import EnvironmentConfig, load_environment
 from phasegate.errors import WaitTimeout
-from phasegate.ledger import Ledger
+from phasegate.ledger import Ledger, rollback_change
 from phasegate.lifecycle import StepFailed, checkpoint, execute, plan, plan_difference, undo
 from phasegate.retry import is_transient
 from phasegate.steps import Change, PlanChanged, Record, Step, StepContext
+from tasks.approvals import slug
 from tasks.registry import STEPS, ordered
 
-_contexts: dict[str, StepContext] = {}
+_contexts: dict[tuple[str, str], StepContext] = {}
 _contexts_lock = threading.Lock()
 
 
 def context_for(env: str) -> StepContext:
-    """One StepContext (config, clients, prices) per environment per process, shared by threads."""
+    """One StepContext (config, clients, prices) per environment and config per process,
+    shared by threads. The config is read again each time: a long-lived process (a worker,
+    `phasegate serve`) must see targets an operator changed since the last run."""
+    config = load_environment(env)
+    key = (env, config.model_dump_json())
     with _contexts_lock:
-        if env not in _contexts:
-            _contexts[env] = StepContext.for_environment(load_environment(env))
-        return _contexts[env]
+        if key not in _contexts:
+            _contexts[key] = StepContext.for_environment(config)
+        return _contexts[key]
 
 
 def step_for(env: str, step_id: str) -> Step:
@@ -65,6 +71,24 @@ def is_retryable(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> 
     return False
 
 
+def _publish_drift(record: Record) -> None:
+    """The drift a re-run found, as a Prefect artifact an operator sees on the run."""
+    rows = "\n".join(
+        f"| `{field}` | {seen['recorded']!r} | {seen['found']!r} |"
+        for field, seen in record.diff.items()
+    )
+    create_markdown_artifact(
+        key=slug(f"drift-{record.environment}-{record.step}")[:64],
+        description=f"Drift of {record.step} on {record.environment}",
+        markdown=(
+            f"# Drift: `{record.step}` on `{record.environment}`\n\n{record.detail}\n\n"
+            "| Field | Recorded | Found |\n|---|---|---|\n" + rows + "\n\n"
+            "The step plans again from the present; `phasegate rollback` still restores the "
+            "state from before phasegate first touched it (`phasegate history` shows the chain)."
+        ),
+    )
+
+
 def _key_param(_context: Any, parameters: dict[str, Any]) -> str:
     return parameters["key"]
 
@@ -78,6 +102,8 @@ def checkpoint_key(env: str, step_id: str) -> str:
     if held is not None:
         return held.key
     head = ledger.head(step.phase, step.id)
+    if head is not None and head.outcome == "drift":
+        _publish_drift(head)
     following = head.seq + 1 if head else 1
     return f"{step.ctx.config.name}/{step.phase}/{step.id}/{step.target_hash()}-n{following}"
 
@@ -164,3 +190,14 @@ def confirm_plan(env: str, phase: int, approved: list[tuple[str, Change | None]]
             f"{config.name}: phase {phase}: the plan changed since it was approved; nothing "
             "was changed: " + "; ".join(differences)
         )
+
+
+def rollback_preview(env: str, phase: int) -> list[tuple[str, Change | None]]:
+    """What rolling `phase` back would undo and restore, per step in rollback order (the
+    dependents first); read from the ledger only, no AWS call."""
+    config = load_environment(env)
+    ledger = Ledger(config)
+    return [
+        (step_id, rollback_change(step_id, ledger.undo_units(phase, step_id)))
+        for step_id in reversed(ordered(phase))
+    ]

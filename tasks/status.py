@@ -37,9 +37,11 @@ from prefect.client.schemas.objects import Artifact, FlowRun, StateType
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, TaskRunSort
 from prefect.settings import PREFECT_API_URL
 
-from phasegate.config import load_environment
+from phasegate.config import EnvironmentConfig, load_environment
 from phasegate.errors import PhasegateError
+from phasegate.ledger import Ledger
 from phasegate.status import (
+    DriftSummary,
     GateSummary,
     PendingApproval,
     RunSummary,
@@ -65,7 +67,7 @@ def environment_status(env: str) -> StatusReport:
     tag = environment_tag(config.name)
     try:
         with get_client(sync_client=True) as client:
-            return _read_status(client, config.name, tag)
+            report = _read_status(client, config.name, tag)
     except httpx.HTTPStatusError as exc:
         raise PhasegateError(
             f"{config.name}: the Prefect API at {_api_url()} (PREFECT_API_URL) answered "
@@ -77,6 +79,23 @@ def environment_status(env: str) -> StatusReport:
             f"{config.name}: cannot reach the Prefect API at {_api_url()} (PREFECT_API_URL): "
             f"{exc or type(exc).__name__}; start the server or set PREFECT_API_URL to it"
         ) from None
+    report.drift = _drift(config)
+    return report
+
+
+def _drift(config: EnvironmentConfig) -> list[DriftSummary]:
+    """Steps whose newest verdict in the ledger is drift."""
+    ledger = Ledger(config)
+    found = []
+    for step_id, step in STEPS.items():
+        record = ledger.last_drift(step.phase, step_id)
+        if record is not None:
+            found.append(
+                DriftSummary(
+                    step=step_id, at=record.finished_at, detail=record.detail, diff=record.diff
+                )
+            )
+    return found
 
 
 def _api_url() -> str:
