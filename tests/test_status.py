@@ -46,7 +46,6 @@ from tasks.gates import artifact_key, health_gate
 from tasks.status import environment_status
 
 POLL = 0.2  # seconds between the paused flow's checks for an answer
-NO_AWS = "http://127.0.0.1:4566"  # status never calls AWS; the config just has to be valid
 RUN_IDS: dict[str, UUID] = {}
 
 
@@ -121,10 +120,10 @@ def status(*args: str) -> Any:
 
 
 def test_status_finds_the_runs_the_current_step_and_the_pending_approval(
-    background: Callable[[str], FlowThread], tmp_path: Path
+    background: Callable[[str], FlowThread], tmp_path: Path, moto_server: str
 ) -> None:
     name = unique()
-    path = write_environment(tmp_path, name, NO_AWS)
+    path = write_environment(tmp_path, name, moto_server)  # the CLI checks AWS is reachable
     assert tagged(name, finishes, "first") == "done"
     tagged(unique("other"), finishes, "elsewhere")  # another environment's run
     bg = background(name)
@@ -218,8 +217,10 @@ def test_status_shows_the_last_gate_verdict(
     assert "every check passed | 0 inconclusive" in " ".join(shown.output.split())
 
 
-def test_status_without_a_reachable_api_names_prefect_api_url(tmp_path: Path) -> None:
-    path = write_environment(tmp_path, unique(), NO_AWS)
+def test_status_without_a_reachable_api_names_prefect_api_url(
+    tmp_path: Path, moto_server: str
+) -> None:
+    path = write_environment(tmp_path, unique(), moto_server)
     dead = f"http://127.0.0.1:{free_port()}/api"
     with temporary_settings({PREFECT_API_URL: dead}):
         with pytest.raises(PhasegateError) as caught:
