@@ -108,6 +108,7 @@ def settled(step: Step, record: Record) -> tuple[Verdict, VerificationFailed | N
         lambda: condition(step, record),
         lambda found: found[0] != "settling",
         timeout=limit,
+        max_overshoot=0.1,
     )
     if verdict[0] == "drifted":
         assert isinstance(verdict[1], VerificationFailed)

@@ -197,7 +197,9 @@ class StepContext:
         """Poll until done or the deadline of a `kind` wait (config `phases.wait_timeouts`),
         never past the running step's own deadline; `what` names the resource and the state."""
         limit = deadline.capped(self.config.phases.wait_timeout(kind))
-        return wait_until(f"{what} ({self.config.name})", probe, done, timeout=limit)
+        return wait_until(
+            f"{what} ({self.config.name})", probe, done, timeout=limit, max_overshoot=0.1
+        )
 
 
 class Step(ABC):

@@ -22,12 +22,17 @@ def wait_until(
     max_delay: float = 30.0,
     factor: float = 1.6,
     sleep: Callable[[float], None] = time.sleep,
+    max_overshoot: float | None = None,
 ) -> T:
     """Call `probe` until `done(result)`; return that result, or raise WaitTimeout after `timeout`.
 
     `what` names the resource and the awaited state, e.g. "RDS acme-db available".
+    `max_overshoot` (e.g. 0.1) keeps each delay within that share of the time waited so far,
+    so a wait ends at most about 10% after its state arrived: backoff alone can sleep past a
+    4-minute resize by 60%, which is what a phase's wall time would pay on its critical path.
     """
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     delay = min(first_delay, max_delay)
     last: T | None = None
     while True:
@@ -41,3 +46,6 @@ def wait_until(
             )
         sleep(min(delay, remaining))
         delay = min(delay * factor, max_delay)
+        if max_overshoot is not None:
+            waited = time.monotonic() - started
+            delay = min(delay, max(first_delay, max_overshoot * waited))

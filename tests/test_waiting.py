@@ -213,3 +213,22 @@ def test_waits_on_real_state_in_the_sandbox(sandbox: str) -> None:
             first_delay=0.05,
             max_delay=0.1,
         )
+
+
+def test_max_overshoot_keeps_each_delay_within_a_share_of_the_time_waited(
+    fake_clock: Sleeps,
+) -> None:
+    probe = states(*["modifying"] * 30, "available")
+    wait_until(
+        "RDS acme-db available", probe, lambda s: s == "available", timeout=3600,
+        sleep=fake_clock, max_overshoot=0.1,
+    )  # fmt: skip
+    waited = 0.0
+    for delay in fake_clock:
+        assert delay <= max(0.5, 0.1 * waited) + 1e-9
+        waited += delay
+    # Without the bound the same wait backs off to 30 s sleeps.
+    unbounded = Sleeps()
+    wait_until("x", states(*["modifying"] * 30, "available"), lambda s: s == "available",
+               timeout=3600, sleep=unbounded)  # fmt: skip
+    assert max(unbounded) == 30.0 and max(fake_clock) < 30.0
