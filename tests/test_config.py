@@ -224,6 +224,16 @@ BAD_INPUTS = [
         ["x.yaml: discovery.tags.CostCenter: expected a string, got 1234; put the value in quotes"],
         id="numeric-tag-value",
     ),
+    pytest.param(
+        VALID + "phases:\n  wait_timeouts: {rds_modfy: 60}\n",
+        ["x.yaml: phases.wait_timeouts:", "unknown wait kind(s) ['rds_modfy']", "rds_modify"],
+        id="unknown-wait-kind",
+    ),
+    pytest.param(
+        VALID + "phases:\n  wait_timeouts: {ecs_deploy: 0}\n",
+        ["x.yaml: phases.wait_timeouts:", "['ecs_deploy']: a wait timeout must be a positive"],
+        id="non-positive-wait-timeout",
+    ),
 ]
 
 
@@ -395,3 +405,10 @@ def test_unknown_name_lists_where_it_looked(dirs: tuple[Path, Path]) -> None:
 def test_loading_a_missing_path_names_it(workdir: Path) -> None:
     with pytest.raises(ConfigError, match=r"^envs/x\.yaml: file not found$"):
         load_environment("envs/x.yaml")
+
+
+def test_a_wait_never_outlasts_its_step(workdir: Path) -> None:
+    text = VALID + "phases:\n  step_timeout_seconds: 100\n  wait_timeouts: {rds_modify: 50}\n"
+    phases = parse_environment(write(workdir, text)).phases
+    assert phases.wait_timeout("rds_modify") == 50
+    assert phases.wait_timeout("elasticache_modify") == 100  # default 2400, capped by the step
