@@ -27,6 +27,7 @@ from botocore.credentials import (
 )
 from botocore.exceptions import NoCredentialsError
 
+from phasegate import deadline
 from phasegate.config import AwsSettings
 from phasegate.retry import RetryPolicy, note_send
 
@@ -152,6 +153,7 @@ def _with_retries(client: Any, policy: RetryPolicy) -> Any:
     prefix = client.meta.service_model.signing_name
 
     def retried(operation: str, params: dict[str, Any]) -> Any:
+        deadline.check()  # a step past its timeout stops here, before its next call
         calls = _recorded_calls.get()
         if calls is not None:
             calls.append(f"{prefix}:{operation}")

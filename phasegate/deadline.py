@@ -25,9 +25,7 @@ _deadline: ContextVar[tuple[float, str] | None] = ContextVar("phasegate_deadline
 @contextmanager
 def step_deadline(seconds: float, what: str) -> Iterator[None]:
     """Everything inside must finish within `seconds`; `what` names the step and environment."""
-    token = _deadline.set(
-        (time.monotonic() + seconds, f"{what} ran past its {seconds:.0f}s timeout")
-    )
+    token = _deadline.set((time.monotonic() + seconds, f"{what} ran past its {seconds:g}s timeout"))
     try:
         yield
     finally:
