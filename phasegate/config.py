@@ -351,6 +351,16 @@ class Executor(_Section):
     retry_delay_seconds: float = Field(default=2.0, ge=0)
 
 
+class Nat(_Section):
+    """How nat.remove treats what would lose egress without the NAT gateways."""
+
+    accept_egress_loss: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="network interface ids (eni-...) or requester ids whose loss of egress "
+        "the operator accepts; anything else that would lose it blocks nat.remove",
+    )
+
+
 class EnvironmentConfig(_Section):
     """One environment (tenant or stage): the whole contract of config/environments/NAME.yaml."""
 
@@ -364,6 +374,7 @@ class EnvironmentConfig(_Section):
     approvals: Approvals = Field(default_factory=Approvals)
     schedule: Schedule = Field(default_factory=Schedule)
     phases: Phases = Field(default_factory=Phases)
+    nat: Nat = Field(default_factory=Nat)
     executor: Executor = Field(default_factory=Executor)
 
     source: Path | None = Field(default=None, exclude=True)
