@@ -157,6 +157,12 @@ class Usage(_Section):
 
     nat_processed_gb_per_month: float = Field(default=500.0, ge=0)
     alb_lcu_average: float = Field(default=1.0, ge=0)
+    # What `phasegate compare` prices Lambda and App Runner from; unset, their cells name
+    # the field instead of guessing.
+    requests_per_month: float | None = Field(default=None, ge=0)
+    avg_duration_ms: float | None = Field(default=None, gt=0, le=900_000)
+    lambda_memory_mb: int | None = Field(default=None, ge=128, le=10_240)
+    active_hours_per_day: float | None = Field(default=None, ge=0, le=24)
 
 
 class Gates(_Section):

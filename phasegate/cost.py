@@ -40,8 +40,19 @@ class _Strict(BaseModel):
 
 
 class Price(_Strict):
+    """A list price; `as_of` when it was read on another day than the table's `as_of`."""
+
     usd: float = Field(ge=0)
     source: str = Field(pattern=r"^https://\S+$")
+    as_of: date | None = None
+
+
+class Estimate(_Strict):
+    """A figure AWS publishes no list price for (a Spot discount): a fraction, with its page."""
+
+    fraction: float = Field(ge=0, le=1)
+    source: str = Field(pattern=r"^https://\S+$")
+    as_of: date | None = None
 
 
 class FargateRates(_Strict):
@@ -57,6 +68,28 @@ class NatGatewayRates(_Strict):
 class LoadBalancerRates(_Strict):
     hour: Price
     lcu_hour: Price
+
+
+class LambdaRates(_Strict):
+    """Requests per million and duration per GB-second, by architecture (x86_64, arm64)."""
+
+    request_per_million: Price
+    gb_second: dict[str, Price]
+
+
+class ApiGatewayRates(_Strict):
+    """First-tier request prices: HTTP APIs and REST APIs, per million requests."""
+
+    http_per_million: Price
+    rest_per_million: Price
+
+
+class AppRunnerRates(_Strict):
+    """App Runner bills vCPU and memory while active, memory only while provisioned idle."""
+
+    active_vcpu_hour: Price
+    active_gb_hour: Price
+    provisioned_gb_hour: Price
 
 
 class PriceTable(_Strict):
@@ -76,6 +109,11 @@ class PriceTable(_Strict):
     nat_gateway: NatGatewayRates
     application_load_balancer: LoadBalancerRates
     public_ipv4_hour: Price
+    aws_lambda: LambdaRates
+    api_gateway: ApiGatewayRates
+    eks_cluster_hour: Price
+    ec2_spot_discount: Estimate
+    app_runner: AppRunnerRates
 
     path: Path | None = Field(default=None, exclude=True)
 
