@@ -18,14 +18,17 @@ from phasegate import deploy as deployments
 from phasegate import entrypoints
 from phasegate.approvals import check_auto_approve_allowed
 from phasegate.checkpoints import checkpoint_storage
+from phasegate.compare import compare_alternatives
 from phasegate.config import load_environment
 from phasegate.cost import load_price_table, price_inventory
+from phasegate.cost_tables import comparison_details, comparison_table, savings_table
 from phasegate.errors import ConfigError, PhasegateError
 from phasegate.gates import GateFailed, GateRound, HealthGate, gate_table
 from phasegate.inventory import discover
 from phasegate.ledger import Ledger
 from phasegate.logs import configure
 from phasegate.preflight import check_aws, reachable_environment
+from phasegate.prices_refresh import refresh_price_table
 from phasegate.render import (
     cost_table,
     history_table,
@@ -36,6 +39,7 @@ from phasegate.render import (
 from phasegate.report import MigrationFailed, MigrationReport
 from phasegate.sandbox import cli as sandbox_cli
 from phasegate.sandbox.server import start_sandbox, stop_sandbox
+from phasegate.savings import savings_report
 from phasegate.status import environment_tag, status_table
 
 app = typer.Typer(
@@ -44,6 +48,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(sandbox_cli.app, name="sandbox")
+prices_app = typer.Typer(help="Dated price tables, each price citing its page.")
+app.add_typer(prices_app, name="prices")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -95,6 +101,53 @@ def cost(env: EnvArg, as_json: JsonOpt = False) -> None:
         console.print_json(report.model_dump_json())
     else:
         console.print(cost_table(report))
+
+
+@app.command()
+@reports_errors
+def compare(env: EnvArg, as_json: JsonOpt = False) -> None:
+    """ENV priced as each of the seed's alternatives, from its inventory and usage config."""
+    config = reachable_environment(env)
+    prices = load_price_table(config.aws.region)
+    result = compare_alternatives(discover(config), config, prices)
+    if as_json:
+        console.print_json(result.model_dump_json())
+    else:
+        console.print(comparison_table(result))
+        console.print(comparison_details(result))
+
+
+@app.command()
+@reports_errors
+def savings(
+    env: EnvArg,
+    days: Annotated[int, typer.Option(min=1, max=90, help="Days compared on each side")] = 7,
+    as_json: JsonOpt = False,
+) -> None:
+    """Each phase's estimated saving against the bill (Cost Explorer) before and after it."""
+    config = reachable_environment(env)
+    steps = entrypoints.load(entrypoints.STEPS)
+    by_phase: dict[int, list[str]] = {}
+    for step_id, cls in steps.items():
+        by_phase.setdefault(cls.phase, []).append(step_id)
+    hours = load_price_table(config.aws.region).hours_per_month
+    report = savings_report(config, by_phase, hours, days)
+    if as_json:
+        console.print_json(report.model_dump_json())
+    else:
+        console.print(savings_table(report))
+
+
+@prices_app.command("refresh")
+@reports_errors
+def prices_refresh(
+    region: Annotated[str, typer.Option("--region", help="The table's region, e.g. us-east-1")],
+) -> None:
+    """Rebuild REGION's table from the AWS Price List API into a new dated file, with a diff."""
+    result = refresh_price_table(region)
+    for line in result.diff:
+        console.print(line, highlight=False, markup=False)
+    console.print(f"wrote {result.path} and {result.diff_path}", highlight=False, markup=False)
 
 
 @app.command()
