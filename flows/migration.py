@@ -34,7 +34,7 @@ from phasegate.schedule import (
     wait_for_window,
     zone,
 )
-from phasegate.steps import Change, PlanChanged
+from phasegate.steps import Change, PlanBlocked, PlanChanged
 from tasks.approvals import Approval, approval_gate, approved_digests, ask_operator
 from tasks.gates import health_gate
 from tasks.locks import environment_lock
@@ -91,6 +91,8 @@ def _phase(
                 f"; it had to come by {describe_instant(window.approval_deadline, tz)} for "
                 f"the phase to fit in window {window.window!r}"
             )
+    except PlanBlocked as exc:
+        outcome.status, outcome.detail = "refused", str(exc)
     except PlanChanged as exc:
         outcome.status, outcome.detail = "failed", str(exc)
     except PhaseFailed as exc:
@@ -127,6 +129,9 @@ def _approved_plan(
     changed: str | None = None
     for _ in range(MAX_PLAN_CHANGES):
         changes = plan_phase(env, phase)
+        blocked = [change for _, change in changes if change is not None and change.blockers]
+        if blocked:
+            raise PlanBlocked.of(config.name, blocked[0])
         if any(_changes_anything(change) for _, change in changes):
             approval = approval_gate(
                 config, phase, changes, auto_approve_flag=auto_approve, timeout_seconds=timeout,

@@ -233,7 +233,8 @@ def describe(
         r = change.reversibility
         lines.append(
             f"| `{step_id}` | {_cell(change.summary)} | {money(change.monthly_cost_delta)} "
-            f"| {_yes(r.restart_needed)} | {_yes(r.rollback_possible)} "
+            f"| {_yes(r.restart_needed)} "
+            f"| {_yes(r.rollback_possible)}{' (partly: see irreversible)' * bool(r.irreversible)} "
             f"| {_cell(r.expected_disruption)} |"
         )
     lines.append(f"| **Total** | | **{money(total)}** | | | |")
@@ -248,6 +249,12 @@ def describe(
             f"rollback possible: {_yes(r.rollback_possible)}; "
             f"expected disruption: {r.expected_disruption}. Plan digest `{change.digest()}`.",
         ]
+        if r.irreversible:
+            lines += ["", "**Irreversible (rollback cannot bring these back):**", ""]
+            lines += [f"- IRREVERSIBLE: {item}" for item in r.irreversible]
+        if change.blockers:
+            lines += ["", "**Blocked (the step refuses to run while these stand):**", ""]
+            lines += [f"- BLOCKER: {item}" for item in change.blockers]
     lines += [
         "",
         "Answer in the Prefect UI (Resume on the paused run; approver required) or with "

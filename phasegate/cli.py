@@ -41,6 +41,7 @@ from phasegate.sandbox import cli as sandbox_cli
 from phasegate.sandbox.server import start_sandbox, stop_sandbox
 from phasegate.savings import savings_report
 from phasegate.status import environment_tag, status_table
+from phasegate.steps import PlanBlocked
 
 app = typer.Typer(
     help="Gated, resumable AWS cost-migration flows on Prefect.",
@@ -188,6 +189,7 @@ def plan(env: EnvArg, phase: PhaseOpt = None, as_json: JsonOpt = False) -> None:
     """What each step would change, its monthly cost delta and reversibility; changes nothing."""
     config = reachable_environment(env)
     result = entrypoints.load(entrypoints.PLAN)(env, _phases(phase))
+    blocked = [c for plans in result.values() for _, c in plans if c is not None and c.blockers]
     if as_json:
         console.print_json(
             data={
@@ -195,12 +197,14 @@ def plan(env: EnvArg, phase: PhaseOpt = None, as_json: JsonOpt = False) -> None:
                 for n, plans in result.items()
             }
         )
-        return
-    for n, plans in result.items():
-        if plans:
-            console.print(plan_table(config.name, n, plans))
-        else:
-            console.print(f"Phase {n}: skipped, no steps built yet.")
+    else:
+        for n, plans in result.items():
+            if plans:
+                console.print(plan_table(config.name, n, plans))
+            else:
+                console.print(f"Phase {n}: skipped, no steps built yet.")
+    if blocked:  # shown above in full; exit 1 so a script never proceeds past a blocker
+        raise PlanBlocked.of(config.name, blocked[0])
 
 
 def _migrate(

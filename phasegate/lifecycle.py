@@ -27,6 +27,7 @@ from phasegate.errors import PhasegateError
 from phasegate.ledger import Ledger
 from phasegate.steps import (
     Change,
+    PlanBlocked,
     PlanChanged,
     Record,
     Settling,
@@ -191,6 +192,8 @@ def execute(
             )
         else:
             change = plan(step)
+            if change is not None and change.blockers:
+                raise PlanBlocked.of(step.ctx.config.name, change)
             if change is not None and change.actions and approved_digest is not None:
                 check_approved(step, change, approved_digest)
             if change is not None:

@@ -97,10 +97,17 @@ def plan_table(
         r = change.reversibility
         table.add_row(
             step_id,
-            "\n".join([change.summary, *(f"  - {a}" for a in change.actions)]),
+            "\n".join(
+                [
+                    change.summary,
+                    *(f"  - {a}" for a in change.actions),
+                    *(f"  [bold red]BLOCKER[/bold red] {escape(b)}" for b in change.blockers),
+                ]
+            ),
             f"{change.monthly_cost_delta:+,.2f}",
             f"restart: {'yes' if r.restart_needed else 'no'}; "
-            f"rollback: {'yes' if r.rollback_possible else 'no'}; {r.expected_disruption}",
+            f"rollback: {'yes' if r.rollback_possible else 'no'}; {r.expected_disruption}"
+            + "".join(f"\nIRREVERSIBLE: {escape(i)}" for i in r.irreversible),
         )
     table.add_row("Total", "", f"{total:+,.2f}", "", style="bold")
     return table

@@ -74,6 +74,16 @@ class Settling(PhasegateError):
     """AWS is converging toward the recorded state (modifying, backing-up, deploying): wait."""
 
 
+class PlanBlocked(StepRefused):
+    """A planned change names blockers: showing it is fine, applying it would break something."""
+
+    @classmethod
+    def of(cls, where: str, change: "Change") -> "PlanBlocked":
+        return cls(
+            f"{where}: {change.step} refused, nothing changed: " + "; ".join(change.blockers)
+        )
+
+
 class PlanChanged(PhasegateError):
     """What a step would apply now differs from what the operator approved; nothing changed."""
 
@@ -98,6 +108,10 @@ class Reversibility(BaseModel):
     restart_needed: bool
     rollback_possible: bool
     expected_disruption: str = Field(description="e.g. 'none', 'rolling task replacement'")
+    irreversible: list[str] = Field(
+        default_factory=list,
+        description="what rollback cannot bring back (e.g. released Elastic IPs), one per line",
+    )
 
 
 class Change(BaseModel):
@@ -110,6 +124,11 @@ class Change(BaseModel):
     reversibility: Reversibility
     before: dict[str, Any] = Field(default_factory=dict)
     desired: dict[str, Any] = Field(default_factory=dict)
+    blockers: list[str] = Field(
+        default_factory=list,
+        description="why the change must not be applied as things stand, one line each; "
+        "a change with blockers is shown by plan and refused by run",
+    )
 
     def digest(self) -> str:
         """What an approval binds to: the before-state and the desired state, hashed."""

@@ -12,7 +12,8 @@ from phasegate.steps import Step
 from tasks.cache import CacheResize
 from tasks.compute import GravitonCompute
 from tasks.database import DatabaseResize
-from tasks.network import NatAssessment, NatRemoval
+from tasks.nat_assess import NatAssessment
+from tasks.nat_remove import NatRemoval
 
 PHASE_STEPS: dict[int, list[type[Step]]] = {
     1: [NatAssessment, NatRemoval, GravitonCompute, DatabaseResize, CacheResize],

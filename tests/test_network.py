@@ -14,7 +14,8 @@ from phasegate.inventory import Inventory, discover
 from phasegate.lifecycle import StepFailed, execute, plan, undo
 from phasegate.sandbox.app import is_mutating
 from phasegate.steps import StepContext
-from tasks.network import NatAssessment, NatRemoval, render_markdown
+from tasks.nat_assess import NatAssessment, render_markdown
+from tasks.nat_remove import NatRemoval
 
 # botocore signing names that differ from the IAM service prefix
 IAM_PREFIX = {"monitoring": "cloudwatch"}
@@ -306,8 +307,9 @@ def test_refuses_when_an_unmanaged_instance_would_lose_egress(
     with pytest.raises(StepFailed) as refused:
         execute(NatRemoval(ctx), key="test")
     message = str(refused.value)
-    assert f"instance {instance} in private subnet {subnet}" in message
-    assert "phasegate does not manage it" in message
+    assert f"(ec2-instance {instance}, " in message
+    assert f"in private subnet {subnet} would lose egress" in message
+    assert "phasegate does not move it" in message
     assert mutating_calls(seeded) == []
     assert discover(seeded) == before
 
@@ -315,7 +317,9 @@ def test_refuses_when_an_unmanaged_instance_would_lose_egress(
     report = NatAssessment(ctx).assess()
     assert any(instance in b for b in report["blockers"])
     [nat] = [n for n in report["nat_gateways"] if subnet in n["private_subnets"]]
-    assert ("ec2-instance", instance) in {(w["kind"], w["id"]) for w in nat["workloads"]}
+    [eni] = [w for w in report["workloads"] if w["kind"] == "ec2-instance"]
+    assert instance in eni["note"]
+    assert ("ec2-instance", eni["id"]) in {(w["kind"], w["id"]) for w in nat["workloads"]}
 
 
 def test_undo_returns_the_environment_to_its_seeded_shape(
