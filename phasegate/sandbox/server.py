@@ -51,6 +51,14 @@ REGION = "us-east-1"
 DAEMON_MODULE = "phasegate.sandbox.daemon"
 HEALTH_PATH = "/moto-api/"  # moto's dashboard page: cheap, and only moto serves it
 MAX_ENVIRONMENTS = 250  # the seed's CIDRs are 10.INDEX.0.0/16
+# The simulator's traffic (1000 requests a minute all day at 120 ms: its REQUESTS_PER_MINUTE
+# and HEALTHY_LATENCY_SECONDS) as `usage`, so `phasegate compare` prices Lambda and App Runner
+# for the workload the sandbox shows.
+SANDBOX_USAGE = {
+    "requests_per_month": 43_800_000,
+    "avg_duration_ms": 120,
+    "active_hours_per_day": 24,
+}
 
 # Sandboxes this process started: kept so that `stop_sandbox` can reap them (a dead child
 # that is never waited for stays a zombie, and a zombie still answers `kill(pid, 0)`).
@@ -141,6 +149,7 @@ def write_environment_file(name: str, endpoint: str) -> Path:
         "targets": Targets().model_dump(),
         # The simulator publishes every few seconds, so a gate need not wait minutes per round.
         "gates": {"interval_seconds": 5, "count": 3},
+        "usage": SANDBOX_USAGE,
     }
     EnvironmentConfig.model_validate(data)  # a file we write must be one we can load
     path = environment_file(name)
