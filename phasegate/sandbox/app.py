@@ -7,6 +7,8 @@ what moto lacks and a migration needs is answered here, in AWS's own wire format
   make every resize look impossible; answered from `ORDERABLE_CLASSES`.
 - ElastiCache ListAllowedNodeTypeModifications: moto does not implement it (HTTP 500);
   answered from `CACHE_NODE_MEMORY_GIB` and the group's current node type in moto.
+- The gap-fillers of phasegate.sandbox.gaps, each in its own module (what Terraform's AWS
+  provider needs, for one).
 
 The call log records each request's service and action at the server, which is how tests
 prove that a re-run or a `plan` makes no mutating call. Read it with
@@ -44,6 +46,7 @@ from urllib.parse import parse_qs
 from moto.server import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from phasegate.sandbox import gaps
 from phasegate.sandbox.latency import Latency, SpecError, account_and_region, check_factor
 
 ORDERABLE_ENGINES = {"postgres": ["13.15", "14.12", "15.7", "15.8", "16.3", "16.4", "17.2"]}
@@ -240,6 +243,11 @@ class SandboxApp:
                 )
                 start_response(status, [("Content-Type", content_type)])
                 return [body]
+        filled = gaps.answer(service, action, params, environ)
+        if filled is not None:
+            status, content_type, body = filled
+            start_response(status, [("Content-Type", content_type)])
+            return [body]
         if service == "rds" and action == "DescribeOrderableDBInstanceOptions":
             body = _orderable_response(params)
             start_response(

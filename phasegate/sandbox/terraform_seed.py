@@ -1,0 +1,134 @@
+"""`phasegate sandbox up --via terraform`: environments made by applying terraform/ with the
+real hashicorp/aws provider, aimed at the sandbox, the way users' stacks are made.
+
+Each environment gets its own working copy of terraform/ under PHASEGATE_HOME/sandbox/terraform/
+NAME, plus one file the repository's stack does not have, `sandbox_override.tf` (Terraform
+merges `*_override.tf` over the configuration): the provider's endpoints aimed at the sandbox,
+and the S3 backend on the sandbox's own S3 (bucket phasegate-tfstate, workspace NAME, S3 native
+state locking). Product code and terraform/ itself never know about the sandbox.
+
+The app's multi-arch image is pushed to ECR first (CI's job on a real account); Terraform gets
+its URI as `app_image`. Provider installation follows the user's Terraform CLI config.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import structlog
+
+from phasegate.aws import AwsClients
+from phasegate.home import REPO_ROOT
+from phasegate.sandbox.seed import push_app_image
+from phasegate.terraform.engine import Engine, TerraformError
+from phasegate.terraform.stack import Stack
+
+log = structlog.get_logger("phasegate.sandbox")
+
+STACK_SOURCE = REPO_ROOT / "terraform"
+STATE_BUCKET = "phasegate-tfstate"
+STATE_KEY = "platform.tfstate"
+VAR_FILE = "sandbox.tfvars.json"
+SANDBOX_DB_PASSWORD = "sandbox-only-password"
+# Every service terraform/ uses, aimed at the sandbox.
+ENDPOINT_SERVICES = (
+    "ec2", "ecs", "elbv2", "rds", "elasticache", "iam", "logs", "sts", "autoscaling",
+    "applicationautoscaling", "cloudwatch", "sns", "budgets", "s3", "ssm", "ecr",
+)  # fmt: skip
+
+
+def override_hcl(endpoint: str, region: str) -> str:
+    """sandbox_override.tf: the provider and the backend aimed at the sandbox at `endpoint`."""
+    endpoints = "\n".join(f'    {s} = "{endpoint}"' for s in ENDPOINT_SERVICES)
+    return f"""# Written by `phasegate sandbox up --via terraform`: the sandbox at {endpoint}.
+terraform {{
+  backend "s3" {{
+    bucket                      = "{STATE_BUCKET}"
+    key                         = "{STATE_KEY}"
+    region                      = "{region}"
+    use_lockfile                = true
+    use_path_style              = true
+    access_key                  = "sandbox"
+    secret_key                  = "sandbox"
+    skip_credentials_validation = true
+    skip_requesting_account_id  = true
+    skip_metadata_api_check     = true
+    skip_region_validation      = true
+    endpoints = {{
+      s3  = "{endpoint}"
+      sts = "{endpoint}"
+    }}
+  }}
+}}
+
+provider "aws" {{
+  access_key                  = "sandbox"
+  secret_key                  = "sandbox"
+  skip_credentials_validation = true
+  skip_metadata_api_check     = true
+  skip_requesting_account_id  = false
+  s3_use_path_style           = true
+  max_retries                 = 1
+
+  endpoints {{
+{endpoints}
+  }}
+}}
+"""
+
+
+def working_copy(root: Path, name: str, endpoint: str, region: str) -> Path:
+    """PHASEGATE_HOME/sandbox/terraform/NAME: terraform/ plus the sandbox override."""
+    directory = root / name
+    if directory.exists():
+        shutil.rmtree(directory)
+    shutil.copytree(
+        STACK_SOURCE, directory, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*")
+    )
+    (directory / "sandbox_override.tf").write_text(override_hcl(endpoint, region))
+    return directory
+
+
+def apply_environment(
+    clients: AwsClients, root: Path, name: str, index: int, endpoint: str
+) -> Path:
+    """Create environment `name` by `terraform apply`; its working directory.
+
+    `index` keeps its VPC (10.INDEX.0.0/16) apart from the others'. Raises TerraformError
+    with Terraform's own message when init or apply fails.
+    """
+    region = clients.settings.region
+    tags = [{"Key": "Environment", "Value": name}, {"Key": "Name", "Value": f"{name}-api"}]
+    image = push_app_image(clients, name, tags)
+    if STATE_BUCKET not in {b["Name"] for b in clients.s3.list_buckets()["Buckets"]}:
+        clients.s3.create_bucket(Bucket=STATE_BUCKET)
+    directory = working_copy(root, name, endpoint, region)
+    (directory / VAR_FILE).write_text(
+        json.dumps(
+            {
+                "environment": name,
+                "region": region,
+                "vpc_cidr": f"10.{index}.0.0/16",
+                "app_image": image,
+                "db_master_password": SANDBOX_DB_PASSWORD,
+            },
+            indent=2,
+        )
+    )
+    engine = Engine(directory, workspace=name)
+    stack = Stack(engine, var_file=directory / VAR_FILE)
+    where = f"{name}: sandbox up --via terraform"
+    try:
+        engine.check(f"{where}: init", "init", "-input=false")
+        stack.select_workspace()
+        engine.check(
+            f"{where}: apply",
+            "apply",
+            "-input=false",
+            "-auto-approve",
+            f"-var-file={directory / VAR_FILE}",
+        )
+    except TerraformError as exc:
+        raise TerraformError(str(exc), exc.locked) from None
+    log.info("environment applied by terraform", environment=name, directory=str(directory))
+    return directory

@@ -1,0 +1,131 @@
+# The platform as DESIGN.md describes today's architecture, one module per part. Each
+# migration decision is a variable (variables.tf); phasegate's Terraform executor changes
+# those variables, never the resources behind Terraform's back.
+
+locals {
+  tags = merge(var.tags, { Environment = var.environment })
+}
+
+data "aws_availability_zones" "available" {
+  state = "available"
+}
+
+module "network" {
+  source             = "./modules/network"
+  name               = var.environment
+  cidr               = var.vpc_cidr
+  azs                = slice(data.aws_availability_zones.available.names, 0, var.az_count)
+  enable_nat_gateway = var.enable_nat_gateway
+  tags               = local.tags
+}
+
+module "alb" {
+  source            = "./modules/alb"
+  name              = var.environment
+  vpc_id            = module.network.vpc_id
+  public_subnet_ids = module.network.public_subnet_ids
+  app_port          = var.app_port
+  target_type       = var.compute_mode == "ec2" ? "instance" : "ip"
+  tags              = local.tags
+}
+
+locals {
+  service_subnet_ids = var.service_subnets == "public" ? module.network.public_subnet_ids : module.network.private_subnet_ids
+}
+
+resource "aws_security_group" "app" {
+  name        = "${var.environment}-app"
+  description = "App tasks: port ${var.app_port} from the ALB"
+  vpc_id      = module.network.vpc_id
+  tags        = merge(local.tags, { Name = "${var.environment}-app" })
+
+  ingress {
+    description     = "app port from the ALB"
+    from_port       = var.app_port
+    to_port         = var.app_port
+    protocol        = "tcp"
+    security_groups = [module.alb.security_group_id]
+  }
+
+  egress {
+    description = "image pulls, AWS APIs and the data stores"
+    from_port   = 0
+    to_port     = 0
+    protocol    = "-1"
+    cidr_blocks = ["0.0.0.0/0"] #checkov:skip=CKV_AWS_382:the app needs ECR, AWS APIs and outside HTTPS
+  }
+}
+
+module "compute_ecs" {
+  source            = "./modules/compute_ecs"
+  count             = var.compute_mode == "ecs-fargate" ? 1 : 0
+  name              = var.environment
+  region            = var.region
+  image             = var.app_image
+  app_port          = var.app_port
+  cpu_architecture  = var.cpu_architecture
+  desired_count     = var.app_desired_count
+  subnet_ids        = local.service_subnet_ids
+  assign_public_ip  = var.service_subnets == "public"
+  security_group_id = aws_security_group.app.id
+  target_group_arn  = module.alb.target_group_arn
+  tags              = local.tags
+}
+
+module "compute_ec2" {
+  source            = "./modules/compute_ec2"
+  count             = var.compute_mode == "ec2" ? 1 : 0
+  name              = var.environment
+  image             = var.app_image
+  app_port          = var.app_port
+  instance_type     = var.ec2_instance_type
+  min_size          = var.asg_min
+  max_size          = var.asg_max
+  desired_capacity  = min(max(var.asg_min, var.app_desired_count), var.asg_max)
+  subnet_ids        = local.service_subnet_ids
+  security_group_id = aws_security_group.app.id
+  target_group_arn  = module.alb.target_group_arn
+  tags              = local.tags
+}
+
+resource "aws_security_group" "data" {
+  name        = "${var.environment}-data"
+  description = "RDS and Redis: from the app"
+  vpc_id      = module.network.vpc_id
+  tags        = merge(local.tags, { Name = "${var.environment}-data" })
+
+  ingress {
+    description     = "PostgreSQL from the app"
+    from_port       = 5432
+    to_port         = 5432
+    protocol        = "tcp"
+    security_groups = [aws_security_group.app.id]
+  }
+
+  ingress {
+    description     = "Redis from the app"
+    from_port       = 6379
+    to_port         = 6379
+    protocol        = "tcp"
+    security_groups = [aws_security_group.app.id]
+  }
+}
+
+module "rds" {
+  source            = "./modules/rds"
+  name              = var.environment
+  instance_class    = var.rds_instance_class
+  subnet_ids        = module.network.private_subnet_ids
+  security_group_id = aws_security_group.data.id
+  master_password   = var.db_master_password
+  tags              = local.tags
+}
+
+module "redis" {
+  source            = "./modules/redis"
+  name              = var.environment
+  node_type         = var.redis_node_type
+  subnet_ids        = module.network.private_subnet_ids
+  security_group_id = aws_security_group.data.id
+  tags              = local.tags
+}

@@ -1,0 +1,100 @@
+# The EC2 alternative: an Auto Scaling group (asg_min..asg_max) of Graviton instances from a
+# launch template (ECS-optimized AL2023 arm64 AMI) whose user data runs the app's image with
+# Docker, registered in the ALB's instance target group.
+
+data "aws_ssm_parameter" "arm64_ami" {
+  name = "/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id"
+}
+
+data "aws_iam_policy_document" "assume_ec2" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "pull_image" {
+  statement {
+    actions = [
+      "ecr:GetAuthorizationToken",
+      "ecr:BatchCheckLayerAvailability",
+      "ecr:GetDownloadUrlForLayer",
+      "ecr:BatchGetImage",
+    ]
+    resources = ["*"] #checkov:skip=CKV_AWS_356:GetAuthorizationToken takes no resource
+  }
+}
+
+resource "aws_iam_role" "instance" {
+  name               = "${var.name}-app-instance"
+  assume_role_policy = data.aws_iam_policy_document.assume_ec2.json
+  tags               = merge(var.tags, { Name = "${var.name}-app-instance" })
+}
+
+resource "aws_iam_role_policy" "pull_image" {
+  name   = "pull-image"
+  role   = aws_iam_role.instance.id
+  policy = data.aws_iam_policy_document.pull_image.json
+}
+
+resource "aws_iam_instance_profile" "instance" {
+  name = "${var.name}-app-instance"
+  role = aws_iam_role.instance.name
+  tags = merge(var.tags, { Name = "${var.name}-app-instance" })
+}
+
+resource "aws_launch_template" "app" {
+  name                   = "${var.name}-app"
+  image_id               = data.aws_ssm_parameter.arm64_ami.value
+  instance_type          = var.instance_type
+  update_default_version = true
+  user_data = base64encode(templatefile("${path.module}/user_data.sh.tftpl", {
+    image = var.image
+    port  = var.app_port
+  }))
+  tags = merge(var.tags, { Name = "${var.name}-app" })
+
+  iam_instance_profile {
+    name = aws_iam_instance_profile.instance.name
+  }
+
+  network_interfaces {
+    device_index                = 0
+    associate_public_ip_address = true
+    security_groups             = [var.security_group_id]
+    delete_on_termination       = true
+  }
+
+  metadata_options {
+    http_endpoint = "enabled"
+    http_tokens   = "required"
+  }
+}
+
+resource "aws_autoscaling_group" "app" {
+  name                      = "${var.name}-app"
+  min_size                  = var.min_size
+  max_size                  = var.max_size
+  desired_capacity          = var.desired_capacity
+  vpc_zone_identifier       = var.subnet_ids
+  target_group_arns         = [var.target_group_arn]
+  health_check_type         = "ELB"
+  health_check_grace_period = 120
+
+  launch_template {
+    id      = aws_launch_template.app.id
+    version = aws_launch_template.app.latest_version
+  }
+
+  dynamic "tag" {
+    for_each = merge(var.tags, { Name = "${var.name}-app" })
+    content {
+      key                 = tag.key
+      value               = tag.value
+      propagate_at_launch = true
+    }
+  }
+}

@@ -1,0 +1,54 @@
+variable "name" {
+  description = "Environment name, the prefix of every name."
+  type        = string
+}
+
+variable "image" {
+  description = "The app's container image (must have an arm64 variant)."
+  type        = string
+}
+
+variable "app_port" {
+  description = "Port the app listens on."
+  type        = number
+}
+
+variable "instance_type" {
+  description = "Graviton instance type."
+  type        = string
+}
+
+variable "min_size" {
+  description = "Auto Scaling group minimum."
+  type        = number
+}
+
+variable "max_size" {
+  description = "Auto Scaling group maximum."
+  type        = number
+}
+
+variable "desired_capacity" {
+  description = "Instances wanted now."
+  type        = number
+}
+
+variable "subnet_ids" {
+  description = "Subnets the instances run in."
+  type        = list(string)
+}
+
+variable "security_group_id" {
+  description = "The app's security group."
+  type        = string
+}
+
+variable "target_group_arn" {
+  description = "The ALB target group (target type instance)."
+  type        = string
+}
+
+variable "tags" {
+  description = "Tags on every resource, propagated to the instances."
+  type        = map(string)
+}

@@ -1,0 +1,9 @@
+output "cluster_name" {
+  description = "The ECS cluster."
+  value       = aws_ecs_cluster.this.name
+}
+
+output "service_name" {
+  description = "The ECS service."
+  value       = aws_ecs_service.app.name
+}

@@ -1,0 +1,54 @@
+variable "name" {
+  description = "Environment name, the prefix of every name."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the log group the tasks write to."
+  type        = string
+}
+
+variable "image" {
+  description = "The app's container image."
+  type        = string
+}
+
+variable "app_port" {
+  description = "Port the app listens on."
+  type        = number
+}
+
+variable "cpu_architecture" {
+  description = "X86_64 or ARM64."
+  type        = string
+}
+
+variable "desired_count" {
+  description = "Tasks wanted."
+  type        = number
+}
+
+variable "subnet_ids" {
+  description = "Subnets the tasks run in."
+  type        = list(string)
+}
+
+variable "assign_public_ip" {
+  description = "Give tasks a public IP (needed in public subnets without NAT)."
+  type        = bool
+}
+
+variable "security_group_id" {
+  description = "The app's security group."
+  type        = string
+}
+
+variable "target_group_arn" {
+  description = "The ALB target group (target type ip)."
+  type        = string
+}
+
+variable "tags" {
+  description = "Tags on every resource."
+  type        = map(string)
+}
