@@ -29,7 +29,7 @@ from botocore.exceptions import NoCredentialsError
 
 from phasegate import deadline
 from phasegate.config import AwsSettings
-from phasegate.retry import RetryPolicy, note_send
+from phasegate.retry import RetryPolicy, note_send, resource_of
 
 _BOTOCORE_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
@@ -153,7 +153,7 @@ def _with_retries(client: Any, policy: RetryPolicy) -> Any:
     prefix = client.meta.service_model.signing_name
 
     def retried(operation: str, params: dict[str, Any]) -> Any:
-        deadline.check()  # a step past its timeout stops here, before its next call
+        deadline.check(f"{operation} on {resource_of(params)}")  # stops a step past its timeout
         calls = _recorded_calls.get()
         if calls is not None:
             calls.append(f"{prefix}:{operation}")

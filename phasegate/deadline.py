@@ -38,11 +38,12 @@ def remaining() -> float | None:
     return None if current is None else current[0] - time.monotonic()
 
 
-def check() -> None:
-    """Raise StepTimeout when the running step is past its deadline."""
+def check(doing: str | None = None) -> None:
+    """Raise StepTimeout when the running step is past its deadline; `doing` names what it
+    was about to do (an AWS call and its resource), so the error says where it stopped."""
     current = _deadline.get()
     if current is not None and time.monotonic() > current[0]:
-        raise StepTimeout(current[1])
+        raise StepTimeout(current[1] + (f", before {doing}" if doing else ""))
 
 
 def capped(timeout: float) -> float:
