@@ -39,7 +39,7 @@ from tasks.approvals import Approval, approval_gate, approved_digests, ask_opera
 from tasks.gates import health_gate
 from tasks.locks import environment_lock
 from tasks.registry import stages
-from tasks.reporting import cost_snapshot
+from tasks.reporting import cost_snapshot, savings_section
 from tasks.runner import confirm_plan, plan_phase
 
 
@@ -230,7 +230,8 @@ def migration(
             if not report.succeeded:
                 break
     create_markdown_artifact(
-        markdown=migration_markdown(report), key=f"migration-{config.name}"[:64]
+        markdown=migration_markdown(report) + "\n" + savings_section(env),
+        key=f"migration-{config.name}"[:64],
     )
     if not report.succeeded:
         raise MigrationFailed(report)

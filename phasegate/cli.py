@@ -19,7 +19,7 @@ from phasegate import entrypoints
 from phasegate.approvals import check_auto_approve_allowed
 from phasegate.checkpoints import checkpoint_storage
 from phasegate.compare import compare_alternatives
-from phasegate.config import load_environment
+from phasegate.config import EnvironmentConfig, load_environment
 from phasegate.cost import load_price_table, price_inventory
 from phasegate.cost_tables import comparison_details, comparison_table, savings_table
 from phasegate.errors import ConfigError, PhasegateError
@@ -39,7 +39,7 @@ from phasegate.render import (
 from phasegate.report import MigrationFailed, MigrationReport
 from phasegate.sandbox import cli as sandbox_cli
 from phasegate.sandbox.server import start_sandbox, stop_sandbox
-from phasegate.savings import savings_report
+from phasegate.savings import SavingsReport, savings_report
 from phasegate.status import environment_tag, status_table
 from phasegate.steps import PlanBlocked
 
@@ -118,6 +118,15 @@ def compare(env: EnvArg, as_json: JsonOpt = False) -> None:
         console.print(comparison_details(result))
 
 
+def _savings(config: EnvironmentConfig, days: int = 7) -> SavingsReport:
+    steps = entrypoints.load(entrypoints.STEPS)
+    by_phase: dict[int, list[str]] = {}
+    for step_id, cls in steps.items():
+        by_phase.setdefault(cls.phase, []).append(step_id)
+    hours = load_price_table(config.aws.region).hours_per_month
+    return savings_report(config, by_phase, hours, days)
+
+
 @app.command()
 @reports_errors
 def savings(
@@ -126,13 +135,7 @@ def savings(
     as_json: JsonOpt = False,
 ) -> None:
     """Each phase's estimated saving against the bill (Cost Explorer) before and after it."""
-    config = reachable_environment(env)
-    steps = entrypoints.load(entrypoints.STEPS)
-    by_phase: dict[int, list[str]] = {}
-    for step_id, cls in steps.items():
-        by_phase.setdefault(cls.phase, []).append(step_id)
-    hours = load_price_table(config.aws.region).hours_per_month
-    report = savings_report(config, by_phase, hours, days)
+    report = _savings(reachable_environment(env), days)
     if as_json:
         console.print_json(report.model_dump_json())
     else:
@@ -368,9 +371,13 @@ def demo(
     try:
         config = load_environment("demo")
         inv = discover(config)
+        prices = load_price_table(config.aws.region)
         console.print(inventory_table(inv))
-        console.print(cost_table(price_inventory(inv, config, load_price_table(config.aws.region))))
+        console.print(cost_table(price_inventory(inv, config, prices)))
         _migrate("demo", None, auto_approve=False)
+        # Beside the before/after table: the seed's alternatives for the "before" inventory.
+        console.print(comparison_table(compare_alternatives(inv, config, prices)))
+        console.print(savings_table(_savings(config)))
     finally:
         if stop:
             stop_sandbox()
