@@ -6,6 +6,7 @@ on stderr and its exit code; anything else is a bug and keeps its traceback.
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -146,9 +147,12 @@ def savings(
 @reports_errors
 def prices_refresh(
     region: Annotated[str, typer.Option("--region", help="The table's region, e.g. us-east-1")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for the new table (default: beside it)")
+    ] = None,
 ) -> None:
     """Rebuild REGION's table from the AWS Price List API into a new dated file, with a diff."""
-    result = refresh_price_table(region)
+    result = refresh_price_table(region, out)
     for line in result.diff:
         console.print(line, highlight=False, markup=False)
     console.print(f"wrote {result.path} and {result.diff_path}", highlight=False, markup=False)

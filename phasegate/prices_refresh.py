@@ -233,9 +233,9 @@ def refresh_price_table(region: str, out_dir: Path | None = None) -> Refreshed:
                 diff.append(f"? {where}: not in the Price List answer; kept {before['usd']}")
                 continue
             source = OFFER_URL.format(service=query.service, region=region)
-            _set(data, query.path, {"usd": round(usd, 10), "source": source})
+            _set(data, query.path, {"usd": float(f"{usd:.10g}"), "source": source})
             if usd != before["usd"]:
-                diff.append(f"~ {where}: {before['usd']} -> {round(usd, 10)}")
+                diff.append(f"~ {where}: {before['usd']} -> {float(f'{usd:.10g}')}")
             log.debug("prices.rate", rate=where, usd=usd)
     except NoCredentialsError:
         raise PhasegateError(
