@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from phasegate.config_phase2 import DatabaseTuning, Monitoring, Scaling
 from phasegate.errors import ConfigError
 from phasegate.home import config_dir, display_path, generated_environments_dir
 
@@ -301,7 +302,7 @@ class Schedule(_Section):
 
 WAIT_KINDS = (
     "rds_modify", "rds_snapshot", "elasticache_modify", "elasticache_snapshot", "ecs_deploy",
-    "nat_create", "nat_delete", "settle", "other",
+    "nat_create", "nat_delete", "rds_reboot", "settle", "other",
 )  # fmt: skip
 """The kinds of wait a step makes; each has its own deadline under `phases.wait_timeouts`."""
 
@@ -314,6 +315,7 @@ DEFAULT_WAIT_TIMEOUTS = {
     "nat_create": 900.0,
     "nat_delete": 900.0,
     "settle": 1800.0,  # a re-run waiting out a nightly backup or a deployment in progress
+    "rds_reboot": 1200.0,  # a reboot to apply a static parameter: a few minutes on AWS
     "other": 600.0,
 }
 
@@ -381,6 +383,9 @@ class EnvironmentConfig(_Section):
     schedule: Schedule = Field(default_factory=Schedule)
     phases: Phases = Field(default_factory=Phases)
     nat: Nat = Field(default_factory=Nat)
+    scaling: Scaling = Field(default_factory=Scaling)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
+    database: DatabaseTuning = Field(default_factory=DatabaseTuning)
     executor: Executor = Field(default_factory=Executor)
 
     source: Path | None = Field(default=None, exclude=True)
