@@ -30,6 +30,7 @@ from pydantic import (
 from phasegate.config_phase2 import DatabaseTuning, Monitoring, Scaling
 from phasegate.errors import ConfigError
 from phasegate.home import config_dir, display_path, generated_environments_dir
+from phasegate.terraform.settings import TerraformSettings
 
 AWS_REGIONS = frozenset(
     {
@@ -351,12 +352,20 @@ class Phases(_Section):
 
 
 class Executor(_Section):
-    """Where checkpoints live and how much runs at once."""
+    """Where checkpoints live, how much runs at once, and whether steps change AWS directly
+    (`api`) or through the environment's Terraform stack (`terraform`; section `terraform:`).
+    `executor: terraform` is short for `executor: {via: terraform}`."""
 
+    via: Literal["api", "terraform"] = "api"
     result_storage: str | None = None
     max_workers: int = Field(default=4, ge=1)
     step_retries: int = Field(default=3, ge=0)
     retry_delay_seconds: float = Field(default=2.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"via": value} if isinstance(value, str) else value
 
 
 class Nat(_Section):
@@ -387,6 +396,7 @@ class EnvironmentConfig(_Section):
     monitoring: Monitoring = Field(default_factory=Monitoring)
     database: DatabaseTuning = Field(default_factory=DatabaseTuning)
     executor: Executor = Field(default_factory=Executor)
+    terraform: TerraformSettings = Field(default_factory=TerraformSettings)
 
     source: Path | None = Field(default=None, exclude=True)
 

@@ -1,0 +1,56 @@
+"""The `terraform:` section of an environment's config: where its stack is and what its
+variables are called.
+
+With `executor: terraform` (or `executor: {via: terraform, ...}`) a step's change is made by
+changing the stack's variables and applying a saved plan, never by calling AWS behind
+Terraform's back. `variables` maps each migration decision to the name of the user's own
+variable; a decision left out keeps terraform/'s name.
+"""
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DECISIONS = (
+    "enable_nat_gateway",
+    "service_subnets",
+    "compute_mode",
+    "cpu_architecture",
+    "ec2_instance_type",
+    "asg_min",
+    "asg_max",
+    "rds_instance_class",
+    "redis_node_type",
+)
+"""Every migration decision a step can make through Terraform; terraform/variables.tf declares
+each under this name."""
+
+
+class TerraformSettings(BaseModel):
+    """The environment's Terraform stack (used when the executor is terraform)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dir: Path | None = Field(default=None, description="the root module's directory")
+    workspace: str = Field(default="default", min_length=1)
+    var_file: Path | None = Field(default=None, description="passed as -var-file to every plan")
+    binary: str | None = Field(
+        default=None, description="terraform or tofu binary (a path or a name on PATH)"
+    )
+    variables: dict[str, str] = Field(
+        default_factory=dict, description="migration decision -> the stack's variable name"
+    )
+
+    @field_validator("variables")
+    @classmethod
+    def _known_decisions(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(DECISIONS))
+        if unknown:
+            raise ValueError(
+                f"unknown migration decision(s) {unknown}; known: {', '.join(DECISIONS)}"
+            )
+        return value
+
+    def variable(self, decision: str) -> str:
+        """The stack's name for `decision`."""
+        return self.variables.get(decision, decision)
