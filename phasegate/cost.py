@@ -84,6 +84,18 @@ class ApiGatewayRates(_Strict):
     rest_per_million: Price
 
 
+class MonitoringRates(_Strict):
+    """What phase 2's monitoring costs a month: standard-resolution alarms (percentile ones
+    included), dashboards, custom metrics (a log metric filter's), budgets. The per-account
+    free tier (10 alarms, 3 dashboards) is left out: it is not per environment."""
+
+    alarm_month: Price
+    dashboard_month: Price
+    custom_metric_month: Price
+    budget_month: Price
+    sns_email_per_100k: Price
+
+
 class AppRunnerRates(_Strict):
     """App Runner bills vCPU and memory while active, memory only while provisioned idle."""
 
@@ -114,6 +126,7 @@ class PriceTable(_Strict):
     eks_cluster_hour: Price
     ec2_spot_discount: Estimate
     app_runner: AppRunnerRates
+    monitoring: MonitoringRates
 
     path: Path | None = Field(default=None, exclude=True)
 
