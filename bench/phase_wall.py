@@ -16,29 +16,15 @@ this one run:
 """
 
 import argparse
-import logging
-import os
-import socket
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import requests
-import yaml
-
-os.environ.setdefault("PHASEGATE_HOME", tempfile.mkdtemp(prefix="phasegate-bench-"))
-os.environ.setdefault("PHASEGATE_LOG_LEVEL", "WARNING")
-
-from prefect import flow
+from sandbox_env import seeded_environment
 
 from flows.phase1 import phase1
-from phasegate.aws import AwsClients
 from phasegate.checkpoints import checkpoint_storage
-from phasegate.config import AwsSettings, parse_environment
 from phasegate.ledger import Ledger
-from phasegate.sandbox.app import SandboxServer
-from phasegate.sandbox.seed import seed_environment
 from tasks.registry import dependencies
 
 TARGET = 1.15
@@ -51,17 +37,6 @@ WAITS_THROUGH = {
     "database.resize": ["rds.snapshot", "rds.modify"],
     "cache.resize": ["cache.snapshot", "cache.modify"],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@flow
-def warm_up() -> None:
-    """An empty flow: starts the embedded Prefect API before anything is timed."""
 
 
 def critical_path(cost: dict[str, float], after: dict[str, tuple[str, ...]]) -> float:
@@ -80,31 +55,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--factor", type=float, default=0.1, help="latency model factor")
     factor = parser.parse_args().factor
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = SandboxServer(free_port()).start()
-    try:
-        seed_environment(AwsClients(AwsSettings(endpoint_url=server.url)), "bench", 1)
-        folder = Path(tempfile.mkdtemp(prefix="phasegate-bench-env-"))
-        path = folder / "bench.yaml"
-        path.write_text(
-            yaml.safe_dump(
-                {
-                    "name": "bench",
-                    "tier": "dev",
-                    "aws": {"region": "us-east-1", "endpoint_url": server.url},
-                    "discovery": {"tags": {"Environment": "bench"}},
-                    "executor": {"result_storage": str(folder / "results")},
-                }
-            )
-        )
-        config = parse_environment(path)
-        model = requests.post(
-            f"{server.url}/_phasegate/latency", json={"factor": factor}, timeout=10
-        ).json()
-        warm_up()  # the embedded Prefect API starts on the first flow; time only the run
+    with seeded_environment() as (url, config):
+        answer = requests.post(f"{url}/_phasegate/latency", json={"factor": factor}, timeout=10)
+        base_seconds = answer.json()["base_seconds"]
         start = time.perf_counter()
         with checkpoint_storage(config):
-            phase1(str(path))
+            phase1(str(config.source))
         wall = time.perf_counter() - start
         ledger = Ledger(config)
         measured = {
@@ -115,10 +71,8 @@ def main() -> int:
             )
             for step in WAITS_THROUGH
         }
-    finally:
-        server.stop()
     simulated = {
-        step: sum(model["base_seconds"][key] * factor for key in keys)
+        step: sum(base_seconds[key] * factor for key in keys)
         for step, keys in WAITS_THROUGH.items()
     }
     after = dependencies(1)

@@ -9,39 +9,15 @@ doing the work (in the sandbox, where AWS waits are instant, this understates th
     .venv/bin/python bench/rerun_cost.py
 """
 
-import logging
-import os
-import socket
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import requests
-import yaml
-
-os.environ.setdefault("PHASEGATE_HOME", tempfile.mkdtemp(prefix="phasegate-bench-"))
-os.environ.setdefault("PHASEGATE_LOG_LEVEL", "WARNING")
-
-from prefect import flow
+from sandbox_env import seeded_environment
 
 from flows.phase1 import phase1
-from phasegate.aws import AwsClients
 from phasegate.checkpoints import checkpoint_storage
-from phasegate.config import AwsSettings, parse_environment
-from phasegate.sandbox.app import SandboxServer, is_mutating
-from phasegate.sandbox.seed import seed_environment
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@flow
-def warm_up() -> None:
-    """An empty flow: starts the embedded Prefect API before anything is timed."""
+from phasegate.sandbox.app import is_mutating
 
 
 def calls(url: str) -> tuple[int, int]:
@@ -51,36 +27,16 @@ def calls(url: str) -> tuple[int, int]:
 
 
 def main() -> int:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = SandboxServer(free_port()).start()
-    try:
-        seed_environment(AwsClients(AwsSettings(endpoint_url=server.url)), "bench", 1)
-        folder = Path(tempfile.mkdtemp(prefix="phasegate-bench-env-"))
-        path = folder / "bench.yaml"
-        path.write_text(
-            yaml.safe_dump(
-                {
-                    "name": "bench",
-                    "tier": "dev",
-                    "aws": {"region": "us-east-1", "endpoint_url": server.url},
-                    "discovery": {"tags": {"Environment": "bench"}},
-                    "executor": {"result_storage": str(folder / "results")},
-                }
-            )
-        )
-        config = parse_environment(path)
-        warm_up()  # the embedded Prefect API starts on the first flow; time only the runs
-        calls(server.url)
+    with seeded_environment() as (url, config):
+        calls(url)
         rows = []
         for label in ("first run (applies)", "second run (checkpoints)"):
             start = time.perf_counter()
             with checkpoint_storage(config):
-                phase1(str(path))
+                phase1(str(config.source))
             elapsed = time.perf_counter() - start
-            total, mutating = calls(server.url)
+            total, mutating = calls(url)
             rows.append((label, elapsed, total, mutating))
-    finally:
-        server.stop()
     print(f"{'run':<28}{'seconds':>10}{'AWS calls':>12}{'mutating':>10}")
     for label, elapsed, total, mutating in rows:
         print(f"{label:<28}{elapsed:>10.2f}{total:>12}{mutating:>10}")
