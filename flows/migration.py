@@ -11,7 +11,7 @@ phase's approval must come by the latest start that still fits in the window.
 """
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.phase import run_phase
 from flows.rollback import rollback_phase
@@ -23,6 +23,7 @@ from phasegate.approvals import (
 )
 from phasegate.config import EnvironmentConfig, load_environment
 from phasegate.errors import PhaseFailed
+from phasegate.fleet import outcome_rows, outcomes_key
 from phasegate.gates import GateResult, render_markdown
 from phasegate.logs import get_logger
 from phasegate.render import migration_markdown
@@ -233,6 +234,8 @@ def migration(
         markdown=migration_markdown(report) + "\n" + savings_section(env),
         key=f"migration-{config.name}"[:64],
     )
+    # The same outcomes as data, for a fleet reading this run from the API (flows/fleet.py).
+    create_table_artifact(table=outcome_rows(report.phases), key=outcomes_key(config.name))
     if not report.succeeded:
         raise MigrationFailed(report)
     return report
