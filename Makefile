@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint browser
+.PHONY: demo test lint browser postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,5 +27,8 @@ lint: $(VENV)/.installed-test
 browser:
 	scripts/ensure-chromium
 
-test: lint browser
+postgres:
+	scripts/ensure-postgresql
+
+test: lint browser postgres
 	$(BIN)/python -m pytest
