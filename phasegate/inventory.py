@@ -285,7 +285,11 @@ class Discovery:
                             id=n["NatGatewayId"],
                             state=n["State"],
                             subnet_id=n["SubnetId"],
-                            allocation_ids=[a["AllocationId"] for a in n["NatGatewayAddresses"]],
+                            allocation_ids=[
+                                a["AllocationId"]
+                                for a in n["NatGatewayAddresses"]
+                                if a.get("AllocationId")  # a private NAT gateway has none
+                            ],
                             public_ips=[a.get("PublicIp", "") for a in n["NatGatewayAddresses"]],
                         )
                         for n in nats

@@ -99,18 +99,21 @@ def needed_rules(
                     "to_port": key[2],
                     "source_group": source_group,
                     "because": ", ".join(admits_private),
+                    "description": f"phasegate: the app, as from {', '.join(admits_private)}"[:255],
                 }
             )
     return needed
 
 
-def _permission(rule: dict[str, Any], description: str | None = None) -> dict[str, Any]:
+def _permission(rule: dict[str, Any]) -> dict[str, Any]:
+    """The rule as IpPermissions; the same description on add and revoke, so the revoke names
+    exactly the rule that was added."""
     perm: dict[str, Any] = {
         "IpProtocol": rule["protocol"],
         "UserIdGroupPairs": [{"GroupId": rule["source_group"]}],
     }
-    if description:
-        perm["UserIdGroupPairs"][0]["Description"] = description
+    if rule.get("description"):
+        perm["UserIdGroupPairs"][0]["Description"] = rule["description"]
     if rule["protocol"] != "-1":
         perm["FromPort"], perm["ToPort"] = rule["from_port"], rule["to_port"]
     return perm
@@ -131,14 +134,12 @@ def rule_present(clients: AwsClients, rule: dict[str, Any]) -> bool:
     )
 
 
-def admit(clients: AwsClients, rule: dict[str, Any], step_id: str) -> None:
+def admit(clients: AwsClients, rule: dict[str, Any]) -> None:
     """Add `rule` unless it is there (a retried apply)."""
     if not rule_present(clients, rule):
         clients.ec2.authorize_security_group_ingress(
-            GroupId=rule["group_id"],
-            IpPermissions=[_permission(rule, f"phasegate {step_id}: the app, as from "
-                                             f"{rule['because']}")],
-        )  # fmt: skip
+            GroupId=rule["group_id"], IpPermissions=[_permission(rule)]
+        )
 
 
 def revoke(clients: AwsClients, rule: dict[str, Any]) -> bool:

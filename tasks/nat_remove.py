@@ -354,7 +354,7 @@ class NatRemoval(Step):
                     desired.get("public_cidrs", {}).get(move["arn"], []),
                     group,
                 ):
-                    data_access.admit(self.clients, rule, self.id)
+                    data_access.admit(self.clients, rule)
                     admitted.append(rule)
                     self.progress(data_store_rules=admitted)
                     self._info("nat.data_store_admitted", rule["group_id"], rule=rule)
@@ -548,6 +548,7 @@ class NatRemoval(Step):
             a["AllocationId"]: nat["NatGatewayId"]
             for nat in self._nats(state=["pending", "available", "deleting"])
             for a in nat.get("NatGatewayAddresses", [])
+            if a.get("AllocationId")  # a private NAT gateway holds no Elastic IP
         }
         released, kept = [], {}
         addresses = ec2.describe_addresses(

@@ -77,6 +77,7 @@ class NetworkSurvey:
         self.tags = step.ctx.config.discovery.tags
         self.accepted = set(step.ctx.config.nat.accept_egress_loss)
         self.inventory: Inventory | None = None
+        self.nat_interfaces: set[str] = set()  # the gateways' own: never a workload
 
     # ------------------------------------------------------------------ NAT gateways
 
@@ -87,6 +88,12 @@ class NetworkSurvey:
             vpc_id=[vpc.id],
             state=LIVE_NAT_STATES,
         )
+        self.nat_interfaces |= {
+            a["NetworkInterfaceId"]
+            for n in described
+            for a in n.get("NatGatewayAddresses", [])
+            if a.get("NetworkInterfaceId")
+        }
         tables = describe_route_tables(self.clients, vpc.id)
         foreign = {
             route["nat_gateway_id"]: table["RouteTableId"]
@@ -155,6 +162,7 @@ class NetworkSurvey:
             )
             for eni in page["NetworkInterfaces"]
             if eni.get("InterfaceType") != "nat_gateway"
+            and eni["NetworkInterfaceId"] not in self.nat_interfaces
         ]
         instance_ids = sorted(
             {
