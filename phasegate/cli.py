@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from phasegate import deploy as deployments
-from phasegate import entrypoints
+from phasegate import entrypoints, fleet_cli
 from phasegate.approvals import check_auto_approve_allowed
 from phasegate.checkpoints import checkpoint_storage
 from phasegate.compare import compare_alternatives
@@ -50,6 +50,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(sandbox_cli.app, name="sandbox")
+app.add_typer(fleet_cli.app, name="fleet")
 prices_app = typer.Typer(help="Dated price tables, each price citing its page.")
 app.add_typer(prices_app, name="prices")
 console = Console()
