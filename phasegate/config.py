@@ -179,6 +179,11 @@ class Gates(_Section):
     max_response_time_seconds: float = Field(default=0.5, gt=0)
     min_healthy_hosts: int = Field(default=1, ge=0)
     max_cpu_percent: float = Field(default=80.0, gt=0, le=100)
+    # The damage a network change does shows here first: the app cut off from its database
+    # (connections fall to 0), a cache that lost its clients' writes or its memory.
+    min_db_connections: int = Field(default=1, ge=0)
+    max_cache_evictions: float = Field(default=1000.0, ge=0)
+    max_cache_memory_percent: float = Field(default=90.0, gt=0, le=100)
     on_failure: Literal["rollback", "pause"] = "rollback"
 
 
