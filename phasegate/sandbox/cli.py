@@ -65,10 +65,16 @@ def up(
         help="changes take AWS's time times this (1: as on AWS, 0.01: a hundredth; "
         "default 0: instant); see docs/sandbox-latency.md",
     ),
+    via: str = typer.Option(
+        "api",
+        "--via",
+        help="how environments are made: api (boto3 calls) or terraform (terraform apply of "
+        "terraform/ with the real AWS provider; about 2 minutes each)",
+    ),
 ) -> None:
     """Start the sandbox in the background and seed environments into it."""
     with _errors(), _out.status(f"starting the sandbox on port {port} ..."):
-        state = start_sandbox(port=port, environments=environments, latency=latency)
+        state = start_sandbox(port=port, environments=environments, latency=latency, via=via)
     _out.print(
         f"[green]sandbox running[/] at {state.endpoint} (pid {state.pid}); "
         f"log: {display_path(Path(state.log_file))}"

@@ -12,11 +12,10 @@ are not clusters. So here:
 - DescribeCacheClusters for one member id moto does not know is answered from its group.
 """
 
-import io
 from datetime import UTC
 from typing import Any
-from urllib.parse import urlencode
 
+from phasegate.sandbox.form_body import replace_form
 from phasegate.sandbox.latency import account_and_region
 
 XMLNS = "http://elasticache.amazonaws.com/doc/2015-02-02/"
@@ -33,9 +32,7 @@ def _rewrite_create(params: dict[str, list[str]], environ: dict[str, Any]) -> No
     if not count.isdigit() or "ReplicasPerNodeGroup" in params:
         return
     params["ReplicasPerNodeGroup"] = [str(int(count) - 1)]
-    body = urlencode([(k, v) for k, values in params.items() for v in values]).encode()
-    environ["wsgi.input"] = io.BytesIO(body)
-    environ["CONTENT_LENGTH"] = str(len(body))
+    replace_form(environ, params)
 
 
 def _member_xml(group: Any, member: str, node: dict[str, Any]) -> str:

@@ -42,6 +42,7 @@ from phasegate.aws import AwsClients
 from phasegate.config import AwsSettings, EnvironmentConfig, Targets
 from phasegate.errors import ConfigError, PhasegateError
 from phasegate.home import generated_environments_dir, phasegate_home
+from phasegate.sandbox import terraform_seed
 from phasegate.sandbox.seed import seed_environment
 
 log = structlog.get_logger("phasegate.sandbox")
@@ -139,8 +140,9 @@ def environment_file(name: str) -> Path:
     return generated_environments_dir() / f"{name}.yaml"
 
 
-def write_environment_file(name: str, endpoint: str) -> Path:
-    """Write (and validate first) the config file of sandbox environment `name`."""
+def write_environment_file(name: str, endpoint: str, extra: dict | None = None) -> Path:
+    """Write (and validate first) the config file of sandbox environment `name`; `extra`
+    sections (an environment made by Terraform: its executor and stack) are added."""
     data = {
         "name": name,
         "tier": "dev",
@@ -150,6 +152,7 @@ def write_environment_file(name: str, endpoint: str) -> Path:
         # The simulator publishes every few seconds, so a gate need not wait minutes per round.
         "gates": {"interval_seconds": 5, "count": 3},
         "usage": SANDBOX_USAGE,
+        **(extra or {}),
     }
     EnvironmentConfig.model_validate(data)  # a file we write must be one we can load
     path = environment_file(name)
@@ -158,8 +161,13 @@ def write_environment_file(name: str, endpoint: str) -> Path:
     return path
 
 
-def seed_sandbox(endpoint: str, names: Sequence[str], first_index: int = 1) -> list[Path]:
+def seed_sandbox(
+    endpoint: str, names: Sequence[str], first_index: int = 1, via: str = "api"
+) -> list[Path]:
     """Seed today's architecture for each of `names` and write its config file; the files.
+
+    `via` "terraform" applies terraform/ instead (phasegate.sandbox.terraform_seed), and the
+    environment's config then uses the Terraform executor on that stack.
 
     `names[i]` gets index `first_index + i`, which keeps its VPC CIDR (10.INDEX.0.0/16) apart
     from the others'. A config file is written only once its environment is fully seeded, so
@@ -174,9 +182,15 @@ def seed_sandbox(endpoint: str, names: Sequence[str], first_index: int = 1) -> l
     paths = []
     for offset, name in enumerate(names):
         started = time.monotonic()
+        extra = None
         with _instant(endpoint):
-            seed_environment(clients, name, first_index + offset)
-        paths.append(write_environment_file(name, endpoint))
+            if via == "terraform":
+                extra = terraform_seed.apply_environment(
+                    clients, sandbox_dir() / "terraform", name, first_index + offset, endpoint
+                )
+            else:
+                seed_environment(clients, name, first_index + offset)
+        paths.append(write_environment_file(name, endpoint, extra))
         log.debug(
             "environment seeded", environment=name, seconds=round(time.monotonic() - started, 2)
         )
@@ -369,13 +383,15 @@ def _running_state() -> SandboxState:
     return status.state
 
 
-def _seed_into(state: SandboxState, names: list[str], first_index: int) -> SandboxState:
+def _seed_into(
+    state: SandboxState, names: list[str], first_index: int, via: str = "api"
+) -> SandboxState:
     """Seed `names` one by one, recording each in the state file as soon as it exists, so
     `down` removes exactly what was written even if a later one fails."""
     for index, name in enumerate(names, start=first_index):
         if name in state.environments:
             raise PhasegateError(f"sandbox environment {name!r} already exists")
-        seed_sandbox(state.endpoint, [name], first_index=index)
+        seed_sandbox(state.endpoint, [name], first_index=index, via=via)
         state = state.model_copy(update={"environments": [*state.environments, name]})
         _write_state(state)
     return state
@@ -390,8 +406,10 @@ def start_sandbox(
     wait: float = 15,
     tick_seconds: float = 2.0,
     latency: float = 0.0,
+    via: str = "api",
 ) -> SandboxState:
-    """Start the sandbox daemon on `port` and seed `environments` environments.
+    """Start the sandbox daemon on `port` and seed `environments` environments (by API calls,
+    or with `via` "terraform" by applying terraform/).
 
     `latency` is the latency model's factor (phasegate.sandbox.latency): 0 makes every change
     instant, 1 takes AWS's own time. Seeding runs at factor 0 whatever it is.
@@ -405,6 +423,10 @@ def start_sandbox(
         raise ConfigError(
             f"--environments must be between 1 and {MAX_ENVIRONMENTS}, got {environments}"
         )
+    if via not in ("api", "terraform"):
+        raise ConfigError(f"--via must be api or terraform, got {via!r}")
+    if via == "terraform":
+        terraform_seed.preflight()
     status = sandbox_status()
     if status.state is not None and status.alive:
         state = status.state
@@ -446,7 +468,7 @@ def start_sandbox(
         _wait_until_answering(child, port, wait, log_file)
         _write_state(state)
         log.debug("sandbox answering", pid=child.pid, port=port)
-        state = _seed_into(state, names, first_index=1)
+        state = _seed_into(state, names, first_index=1, via=via)
     except BaseException:
         with contextlib.suppress(PhasegateError):
             _terminate(child.pid, timeout=5.0)

@@ -14,10 +14,12 @@ its URI as `app_image`. Provider installation follows the user's Terraform CLI c
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from phasegate.aws import AwsClients
+from phasegate.errors import ConfigError
 from phasegate.home import REPO_ROOT
 from phasegate.sandbox.seed import push_app_image
 from phasegate.terraform.engine import Engine, TerraformError
@@ -89,10 +91,21 @@ def working_copy(root: Path, name: str, endpoint: str, region: str) -> Path:
     return directory
 
 
+def preflight() -> None:
+    """Refuse (exit 2) before anything starts when terraform/ or a Terraform engine is missing."""
+    if not (STACK_SOURCE / "main.tf").is_file():
+        raise ConfigError(f"{STACK_SOURCE}: no Terraform stack there (main.tf is missing)")
+    try:
+        Engine(STACK_SOURCE)
+    except TerraformError as exc:
+        raise ConfigError(f"sandbox up --via terraform: {exc}") from None
+
+
 def apply_environment(
     clients: AwsClients, root: Path, name: str, index: int, endpoint: str
-) -> Path:
-    """Create environment `name` by `terraform apply`; its working directory.
+) -> dict[str, Any]:
+    """Create environment `name` by `terraform apply`; the config sections that point the
+    environment's executor at its stack.
 
     `index` keeps its VPC (10.INDEX.0.0/16) apart from the others'. Raises TerraformError
     with Terraform's own message when init or apply fails.
@@ -131,4 +144,11 @@ def apply_environment(
     except TerraformError as exc:
         raise TerraformError(str(exc), exc.locked) from None
     log.info("environment applied by terraform", environment=name, directory=str(directory))
-    return directory
+    return {
+        "executor": {"via": "terraform"},
+        "terraform": {
+            "dir": str(directory),
+            "workspace": name,
+            "var_file": str(directory / VAR_FILE),
+        },
+    }
