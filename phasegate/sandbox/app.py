@@ -48,6 +48,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from phasegate.sandbox import gaps
 from phasegate.sandbox.latency import Latency, SpecError, account_and_region, check_factor
+from phasegate.sandbox.phase2_gaps import Phase2Gaps
 
 ORDERABLE_ENGINES = {"postgres": ["13.15", "14.12", "15.7", "15.8", "16.3", "16.4", "17.2"]}
 ORDERABLE_CLASSES = [
@@ -208,7 +209,7 @@ class SandboxApp:
     and makes changes take time (phasegate.sandbox.latency)."""
 
     def __init__(self, latency: float = 0.0) -> None:
-        self.moto = DomainDispatcherApplication(create_backend_app)
+        self.moto = Phase2Gaps(DomainDispatcherApplication(create_backend_app))
         self.calls: list[dict[str, str]] = []
         self.faults: list[ApiFault] = []
         self.latency = Latency(latency)
