@@ -105,21 +105,29 @@ def step_component(step_id: str) -> str:
 
 
 def phase_completion(config: EnvironmentConfig, phase: int, step_ids: list[str]) -> Completion:
-    """From the ledger: the phase's estimated saving per component and its completion time."""
+    """From the ledger: the phase's estimated saving per component and its completion time.
+
+    A step's estimate sums the changes applied since its last rollback or drift (after drift
+    AWS no longer shows what the earlier changes left, so they no longer count as saved).
+    """
     ledger = Ledger(config)
     finished: list[datetime] = []
     estimated: dict[str, float] = {}
     open_steps = []
     for step_id in step_ids:
-        units = ledger.undo_units(phase, step_id)
-        if units and units[0].outcome == "intent":
+        if ledger.open_intent(phase, step_id) is not None:
             open_steps.append(step_id)
-        for unit in units:
-            if unit.outcome != "applied" or unit.change is None:
+        chain = ledger.chain(phase, step_id)
+        reset = max(
+            (i for i, r in enumerate(chain) if r.outcome in ("rolled_back", "drift")), default=-1
+        )
+        for record in chain[reset + 1 :]:
+            if record.outcome != "applied" or record.change is None:
                 continue
-            finished.append(unit.finished_at)
+            finished.append(record.finished_at)
             component = step_component(step_id)
-            estimated[component] = estimated.get(component, 0.0) - unit.change.monthly_cost_delta
+            delta = record.change.monthly_cost_delta
+            estimated[component] = estimated.get(component, 0.0) - delta
     return Completion(
         phase=phase,
         finished_at=max(finished) if finished and not open_steps else None,

@@ -203,3 +203,25 @@ def test_the_migration_report_says_no_billing_data_yet(sandbox: str, tmp_path: P
     report = str(artifacts[0].data)
     assert "## Savings: estimated vs realized (a month)\n\nno billing data yet." in report
     assert "| 1 | no change applied since the last rollback | | |" in report
+
+
+def test_changes_before_a_drift_or_rollback_no_longer_count(sandbox: str, tmp_path: Path) -> None:
+    config = _config(sandbox, tmp_path)
+    ledger = Ledger(config)
+    earlier = datetime.now(UTC) - timedelta(days=20)
+    _applied(config, earlier)  # every step applied 20 days ago...
+    for step in DELTAS:  # ...then found changed by hand (drift), and applied again 10 days ago
+        head = ledger.head(1, step)
+        assert head is not None
+        ledger.append(head.model_copy(update={"outcome": "drift", "change": None}))
+    _applied(config, earlier + timedelta(days=10))
+
+    phase = _savings(config).phases[0]
+
+    assert phase.completed_at == earlier + timedelta(days=10)
+    assert [c.estimated for c in phase.components] == [7.20, 1.46, 1.46, 95.50]  # not twice
+    for step in DELTAS:
+        head = ledger.head(1, step)
+        assert head is not None
+        ledger.append(head.model_copy(update={"outcome": "rolled_back", "change": None}))
+    assert _savings(config).phases[0].status == "not completed"
