@@ -16,6 +16,7 @@ from flows.rollback import rollback_phase
 from phasegate.config import load_environment
 from phasegate.errors import PhaseFailed
 from phasegate.steps import Record
+from phasegate.terraform.drift import check_before_phase
 from tasks.approvals import Approval
 from tasks.registry import dependencies
 from tasks.runner import checkpoint_key, configured, run_step
@@ -46,6 +47,7 @@ def run_phase(
     stops before changing anything).
     """
     config = load_environment(env)
+    check_before_phase(config, phase)
     step_task = configured(run_step, config)
     after = dependencies(phase)
     waiting = list(after)

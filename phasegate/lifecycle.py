@@ -11,6 +11,8 @@ failed.
 - `execute()` resumes a half-applied change from its journaled intent, or plans, checks the
   plan against the approved one, journals the intent, applies (journaling progress), waits
   for verify to hold and appends the applied Record.
+- Each of them runs the step as the environment's executor does (`executed`): through the
+  Terraform stack for a step that declares its decisions under `executor: terraform`.
 - `undo()` walks the chain newest first back to the state from before phasegate first
   touched the step, half-applied changes included, and appends the rollback.
 """
@@ -37,6 +39,7 @@ from phasegate.steps import (
     flatten,
     utcnow,
 )
+from phasegate.terraform.executor import executed
 from phasegate.waiting import wait_until
 
 
@@ -75,6 +78,7 @@ def _within_timeout(step: Step) -> Iterator[None]:
 
 def plan(step: Step) -> Change | None:
     """observe -> plan, read-only: what `step` would change now."""
+    step = executed(step)
     with _bound(step) as log:
         obs = step.observe()
         log.info("step.observed")
@@ -149,6 +153,7 @@ def checkpoint(step: Step, ledger: Ledger | None = None) -> Record | None:
     still checked for drift, so a change by hand is reported, but is never a reason to skip.
     """
     ledger = ledger or Ledger(step.ctx.config)
+    step = executed(step)
     with _bound(step), _within_timeout(step):
         record = ledger.checkpoint(step.phase, step.id)
         if record is None:
@@ -182,6 +187,7 @@ def execute(
     """
     started = utcnow()
     ledger = ledger or Ledger(step.ctx.config)
+    step = executed(step)
     with _bound(step) as log, _within_timeout(step), recording_calls() as calls:
         earlier = ledger.open_intent(step.phase, step.id)
         if earlier is not None and earlier.change is not None:
@@ -265,6 +271,7 @@ def undo(step: Step, ledger: Ledger | None = None) -> str:
     rolls each back and verifies it, then appends the rollback to the chain.
     """
     ledger = ledger or Ledger(step.ctx.config)
+    step = executed(step)
     with _bound(step) as log, _within_timeout(step):
         units = ledger.undo_units(step.phase, step.id)
         if not units:

@@ -250,6 +250,13 @@ class Step(ABC):
         """What the config asks of this step; part of the checkpoint key, so changing it re-runs."""
         return {}
 
+    def terraform_decisions(self) -> dict[str, Any]:
+        """The migration decisions (phasegate.terraform.settings.DECISIONS) this step's change
+        stands for, with the values the config asks: with `executor: terraform` the step is
+        made by setting these variables and applying a saved plan. {}: the step has no
+        Terraform form and always calls AWS itself."""
+        return {}
+
     def target_hash(self) -> str:
         blob = json.dumps(self.target(), sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]

@@ -53,6 +53,7 @@ class CacheResize(SnapshotThenResize[CacheGroup, CacheObservation]):
     modify_action = "elasticache:ModifyReplicationGroup"
     modify_wait = "elasticache_modify"
     snapshot_wait = "elasticache_snapshot"
+    terraform_decision = "redis_node_type"
 
     @property
     def target_size(self) -> str:

@@ -147,6 +147,18 @@ class GravitonCompute(Step):
             "asg_max": targets.asg_max,
         }
 
+    def terraform_decisions(self) -> dict[str, Any]:
+        """Fargate: the task's CPU architecture; EC2: compute_ec2's group and its sizes."""
+        targets = self.ctx.config.targets
+        if targets.compute == FARGATE:
+            return {"cpu_architecture": "ARM64"}
+        return {
+            "compute_mode": "ec2",
+            "ec2_instance_type": targets.ec2_instance_type,
+            "asg_min": targets.asg_min,
+            "asg_max": targets.asg_max,
+        }
+
     def names(self) -> dict[str, str]:
         """The deterministic names of everything the EC2 target creates."""
         return Ec2AutoScalingGraviton(self).names()

@@ -62,6 +62,7 @@ class DatabaseResize(SnapshotThenResize[Database, DatabaseObservation]):
     modify_action = "rds:ModifyDBInstance"
     modify_wait = "rds_modify"
     snapshot_wait = "rds_snapshot"
+    terraform_decision = "rds_instance_class"
 
     @property
     def target_size(self) -> str:

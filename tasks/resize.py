@@ -73,6 +73,7 @@ class SnapshotThenResize(Step, Generic[R, Obs]):
     modify_action: ClassVar[str]  # "rds:ModifyDBInstance", as the plan shows it
     modify_wait: ClassVar[str]  # the kind of wait a modify is: "rds_modify"
     snapshot_wait: ClassVar[str]  # the kind of wait a snapshot is: "rds_snapshot"
+    terraform_decision: ClassVar[str]  # the size's migration decision: "rds_instance_class"
 
     @property
     @abstractmethod
@@ -81,6 +82,9 @@ class SnapshotThenResize(Step, Generic[R, Obs]):
 
     def target(self) -> dict[str, Any]:
         return {self.size_key: self.target_size}
+
+    def terraform_decisions(self) -> dict[str, Any]:
+        return {self.terraform_decision: self.target_size}
 
     # -- the service's reads and calls -------------------------------------------------------
 

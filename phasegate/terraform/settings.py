@@ -40,6 +40,9 @@ class TerraformSettings(BaseModel):
     variables: dict[str, str] = Field(
         default_factory=dict, description="migration decision -> the stack's variable name"
     )
+    accept_drift: bool = Field(
+        default=False, description="start a phase even when the stack plans changes before it"
+    )
 
     @field_validator("variables")
     @classmethod

@@ -10,6 +10,7 @@ the call refused (`-lock-timeout=0s`) with Terraform's message.
 """
 
 import json
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,6 @@ from pydantic import BaseModel, Field
 from phasegate.terraform.engine import Engine, TerraformError, error_lines
 
 TFVARS_FILE = "phasegate.auto.tfvars.json"
-PLAN_FILE = "phasegate.tfplan"
 # Resource types whose destruction loses data: a plan that destroys or replaces one is flagged.
 DATA_TYPES = (
     "aws_db_instance",
@@ -136,28 +136,29 @@ class Stack:
         ws = self.engine.workspace
         self.engine.check(f"selecting workspace {ws}", "workspace select", "-or-create", ws)
 
-    def declared_variables(self) -> dict[str, str]:
-        """Variable name -> its type expression, as the root module declares them."""
-        from phasegate.terraform.variables import declared_variables
-
-        return declared_variables(self.directory)
-
-    def plan(self, plan_file: Path | None = None) -> PlanSummary:
-        """`terraform plan -out` with the current variables; the saved plan's summary."""
-        plan_file = plan_file or self.directory / PLAN_FILE
-        self.engine.check(
-            "planning",
-            "plan",
-            "-input=false",
-            "-lock-timeout=0s",
-            f"-out={plan_file}",
-            *self._var_args(),
-        )
+    def plan(self, plan_file: Path, values: dict[str, Any] | None = None) -> PlanSummary:
+        """`terraform plan -out=PLAN_FILE`, with `values` overriding the stack's variables
+        (phasegate's file included; nothing is written in the directory but the plan file);
+        the saved plan's summary."""
+        with tempfile.TemporaryDirectory(prefix="phasegate-tf-") as tmp:
+            extra = []
+            if values:
+                proposed = Path(tmp) / "proposed.tfvars.json"
+                proposed.write_text(json.dumps(values))
+                extra = [f"-var-file={proposed}"]
+            self.engine.check(
+                "planning",
+                "plan",
+                "-input=false",
+                "-lock-timeout=0s",
+                f"-out={plan_file}",
+                *self._var_args(),
+                *extra,
+            )
         return summarize(self.engine.show_json(plan_file))
 
-    def apply_saved(self, plan_file: Path | None = None) -> None:
+    def apply_saved(self, plan_file: Path) -> None:
         """Apply exactly the saved plan (Terraform refuses it if the state moved meanwhile)."""
-        plan_file = plan_file or self.directory / PLAN_FILE
         self.engine.check(
             "applying the saved plan",
             "apply",

@@ -1,0 +1,260 @@
+"""The Terraform executor: a step's change made by changing the stack's variables.
+
+A platform managed by Terraform cannot be changed behind Terraform's back (its next `apply`
+would revert phasegate's work), so with `executor: terraform` a step that declares the
+migration decisions it stands for (`Step.terraform_decisions`) runs through `TerraformStep`:
+
+- observe: phasegate's variables now (phasegate.auto.tfvars.json over the stack's defaults)
+  and the step's own observation of AWS (for the cost delta and its refusals);
+- plan: the decisions as variable changes, `terraform plan -out` on them, and `show -json`
+  summarized (adds, changes, destroys per address; replacements and destroys of data flagged
+  dangerous) into the Change the operator approves;
+- apply: exactly that saved plan (re-planned, and refused if different, when the Change is an
+  older one), then the variables written to phasegate.auto.tfvars.json;
+- verify: still AWS's word, through the step's own reading: nothing left to change there;
+- rollback: the variables from before, planned and applied the same way; verify_rollback:
+  `terraform plan -detailed-exitcode` is clean again.
+
+A step that declares no decisions runs as it always does (the API executor).
+"""
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from phasegate.errors import ConfigError
+from phasegate.steps import (
+    Change,
+    Observation,
+    PlanChanged,
+    Record,
+    Reversibility,
+    Step,
+    VerificationFailed,
+    diff_entry,
+)
+from phasegate.terraform.engine import Engine, TerraformError
+from phasegate.terraform.settings import TerraformSettings
+from phasegate.terraform.stack import PlanSummary, Stack, stack_lock
+from phasegate.terraform.variables import declared_variables, terraform_type
+
+NO_DISRUPTION = Reversibility(
+    restart_needed=False, rollback_possible=True, expected_disruption="none"
+)
+
+
+class TerraformObservation(Observation):
+    """phasegate's variables now and the step's own reading of AWS."""
+
+    variables: dict[str, Any]
+    inner_change: Change | None = None
+
+
+def stack_for(settings: TerraformSettings, source: Path | None, environment: str) -> Stack:
+    """The environment's stack; a missing directory or var file is bad input (exit 2)."""
+    if settings.dir is None:
+        raise ConfigError(f"{environment}: executor is terraform but terraform.dir is not set")
+    base = source.parent if source else Path.cwd()
+    directory = settings.dir if settings.dir.is_absolute() else base / settings.dir
+    if not directory.is_dir() or not any(directory.glob("*.tf")):
+        raise ConfigError(
+            f"{environment}: terraform.dir {directory} is not a Terraform directory "
+            "(no *.tf files there)"
+        )
+    var_file = settings.var_file
+    if var_file is not None and not var_file.is_absolute():
+        var_file = base / var_file
+    if var_file is not None and not var_file.is_file():
+        raise ConfigError(f"{environment}: terraform.var_file {var_file} does not exist")
+    try:
+        engine = Engine(directory, settings.workspace, settings.binary)
+    except TerraformError as exc:
+        raise ConfigError(f"{environment}: {exc}") from None
+    return Stack(engine, var_file=var_file)
+
+
+class TerraformStep(Step):
+    """`inner`'s change made through the environment's Terraform stack (see the module)."""
+
+    def __init__(self, inner: Step) -> None:
+        super().__init__(inner.ctx)
+        self.inner = inner
+        self.id = inner.id  # type: ignore[misc]
+        self.phase = inner.phase  # type: ignore[misc]
+        self.title = inner.title  # type: ignore[misc]
+        self.after = inner.after  # type: ignore[misc]
+        self.log = inner.log
+        config = inner.ctx.config
+        self.settings = config.terraform
+        self.where = f"{config.name}: step {inner.id}"
+        self.stack = stack_for(self.settings, config.source, config.name)
+        self._saved: tuple[str, Path] | None = None  # (change digest, saved plan file)
+        self._check_variables()
+
+    # -- variables ---------------------------------------------------------------------------
+
+    def _check_variables(self) -> None:
+        """Every variable the step sets must be declared, with the type of its value."""
+        declared = declared_variables(self.stack.directory)
+        for decision, value in self.inner.terraform_decisions().items():
+            name = self.settings.variable(decision)
+            if name not in declared:
+                raise ConfigError(
+                    f"{self.where}: terraform.variables maps {decision} to variable {name!r}, "
+                    f"which {self.stack.directory} does not declare"
+                )
+            wanted = terraform_type(value)
+            if declared[name].type not in (wanted, "any"):
+                raise ConfigError(
+                    f"{self.where}: variable {name!r} ({declared[name].file}) is "
+                    f"{declared[name].type}, but {decision} is a {wanted}"
+                )
+
+    def _current(self) -> dict[str, Any]:
+        """The step's decisions as the stack has them now, by decision name."""
+        declared = declared_variables(self.stack.directory)
+        written = self.stack.variables()
+        current = {}
+        for decision in self.inner.terraform_decisions():
+            name = self.settings.variable(decision)
+            current[decision] = written.get(name, declared[name].default)
+        return current
+
+    def _named(self, decisions: dict[str, Any]) -> dict[str, Any]:
+        return {self.settings.variable(d): v for d, v in decisions.items()}
+
+    def target(self) -> dict[str, Any]:
+        return self.inner.target()
+
+    # -- the verbs -----------------------------------------------------------------------------
+
+    def observe(self) -> TerraformObservation:
+        inner_change = self.inner.plan(self.inner.observe())
+        return TerraformObservation(variables=self._current(), inner_change=inner_change)
+
+    def _plan_file(self) -> Path:
+        return Path(tempfile.mkdtemp(prefix="phasegate-plan-")) / "phasegate.tfplan"
+
+    def _saved_plan(self, decisions: dict[str, Any]) -> tuple[Path, PlanSummary]:
+        plan_file = self._plan_file()
+        try:
+            with stack_lock(self.stack.directory):
+                self.stack.select_workspace()
+                summary = self.stack.plan(plan_file, self._named(decisions))
+        except TerraformError as exc:
+            raise TerraformError(f"{self.where}: {exc}", exc.locked) from None
+        return plan_file, summary
+
+    def plan(self, obs: Observation) -> Change | None:
+        assert isinstance(obs, TerraformObservation)
+        desired = {**obs.variables, **self.inner.terraform_decisions()}
+        if desired == obs.variables:
+            return None
+        plan_file, summary = self._saved_plan(desired)
+        inner = obs.inner_change
+        settings = ", ".join(
+            f"{self.settings.variable(k)} = {v!r}"
+            for k, v in desired.items()
+            if obs.variables.get(k) != v
+        )
+        change = self.change(
+            f"terraform: {settings}" + (f" ({inner.summary})" if inner else ""),
+            [
+                *summary.lines(),
+                f"terraform apply of the saved plan: {summary.adds} to add, "
+                f"{summary.changes} to change, {summary.destroys} to destroy",
+            ],
+            inner.monthly_cost_delta if inner else 0.0,
+            reversibility=inner.reversibility if inner else NO_DISRUPTION,
+            before={"variables": obs.variables},
+            desired={"variables": desired, "plan": summary.model_dump()},
+        )
+        self._saved = (change.digest(), plan_file)
+        return change
+
+    def _apply_variables(self, decisions: dict[str, Any], approved: dict[str, Any] | None) -> dict:
+        """Plan (or reuse the saved plan) for `decisions`, check it against `approved`,
+        apply it and write the variables; the plan's summary."""
+        plan_file, summary = self._saved_plan(decisions)
+        if approved is not None and summary.model_dump() != approved:
+            raise PlanChanged(
+                f"{self.where}: Terraform now plans {summary.lines() or 'no changes'}, not the "
+                "approved plan; nothing was applied, plan and approve again"
+            )
+        try:
+            with stack_lock(self.stack.directory):
+                self.stack.apply_saved(plan_file)
+        except TerraformError as exc:
+            raise TerraformError(f"{self.where}: {exc}", exc.locked) from None
+        self.stack.write_variables({**self.stack.variables(), **self._named(decisions)})
+        return summary.model_dump()
+
+    def apply(self, change: Change) -> dict[str, Any]:
+        desired = change.desired["variables"]
+        if self._saved is not None and self._saved[0] == change.digest():
+            plan_file = self._saved[1]
+            try:
+                with stack_lock(self.stack.directory):
+                    self.stack.apply_saved(plan_file)
+            except TerraformError as exc:
+                raise TerraformError(f"{self.where}: {exc}", exc.locked) from None
+            self.stack.write_variables({**self.stack.variables(), **self._named(desired)})
+            plan = change.desired["plan"]
+        else:  # resumed or approved earlier: plan again, and only the approved plan goes
+            plan = self._apply_variables(desired, change.desired["plan"])
+        self.progress(variables=desired)
+        return {"variables": desired, "plan": plan}
+
+    def verify(self, record: Record) -> None:
+        recorded = (record.after or {}).get("variables")
+        if recorded:
+            now = self._current()
+            gaps = {
+                f"terraform.{self.settings.variable(k)}": diff_entry(v, now.get(k))
+                for k, v in recorded.items()
+                if now.get(k) != v
+            }
+            if gaps:
+                raise VerificationFailed.of(self.where, gaps)
+        self.inner_holds(record)
+
+    def inner_holds(self, record: Record) -> None:
+        """AWS shows the step's end state: the step itself finds nothing left to change."""
+        left = self.inner.plan(self.inner.observe())
+        if left is not None:
+            raise VerificationFailed.of(
+                self.where,
+                {"aws": diff_entry(record.change.summary if record.change else "", left.summary)},
+            )
+
+    def coalesce(self, records: list[Record]) -> list[Record]:
+        """Variables overwrite one another: restoring the oldest before-state undoes all."""
+        return records[-1:]
+
+    def rollback(self, record: Record) -> None:
+        before = (record.change.before if record.change else record.before).get("variables")
+        if not before:
+            return
+        self._apply_variables(before, None)
+
+    def verify_rollback(self, record: Record) -> None:
+        try:
+            with stack_lock(self.stack.directory):
+                self.stack.select_workspace()
+                pending, what = self.stack.drifted()
+        except TerraformError as exc:
+            raise TerraformError(f"{self.where}: {exc}", exc.locked) from None
+        if pending:
+            raise VerificationFailed.of(
+                self.where, {"terraform.plan": diff_entry("no changes", what)}
+            )
+
+
+def executed(step: Step) -> Step:
+    """The step as the environment's executor runs it: through Terraform when the config
+    says `executor: terraform` and the step declares its decisions, else the step itself."""
+    if isinstance(step, TerraformStep) or step.ctx.config.executor.via != "terraform":
+        return step
+    if not step.terraform_decisions():
+        return step
+    return TerraformStep(step)
