@@ -29,6 +29,9 @@ def comparison_table(comparison: Comparison) -> Table:
     table.add_row(
         "Total", *(_money(alt.total) for alt in comparison.alternatives), style="bold green"
     )
+    if comparison.closing:
+        table.caption = escape("\n".join(comparison.closing))
+        table.caption_justify = "left"
     return table
 
 
@@ -43,9 +46,6 @@ def comparison_details(comparison: Comparison) -> Table:
             what = "set " + ", ".join(cell.missing) if cell.missing else "\n".join(cell.inputs)
             table.add_row(alt.title, cell.component, escape(what))
         table.add_row(alt.title, "Operations", escape("\n".join(alt.notes)))
-    if comparison.closing:
-        table.caption = escape("\n".join(comparison.closing))
-        table.caption_justify = "left"
     return table
 
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 from test_cost import _service, today
 from typer.testing import CliRunner
 
@@ -202,3 +203,22 @@ def test_compare_of_an_unknown_environment_is_one_line_exit_2(tmp_path: Path) ->
     out = CliRunner().invoke(app, ["compare", str(tmp_path / "nope.yaml")])
     assert out.exit_code == 2
     assert "nope.yaml" in out.stderr and "Traceback" not in out.output
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.usefixtures("prefect_client_env")
+def test_the_demo_ends_with_the_comparison_beside_the_before_after_table() -> None:
+    out = CliRunner().invoke(
+        app, ["demo", "--port", str(free_port()), "--stop"], env={"COLUMNS": "200"}
+    )
+    assert out.exit_code == 0, out.output
+    text = out.stdout
+    migration, comparison = text.index("Migration of demo"), text.index("Alternatives for demo")
+    assert migration < comparison < text.index("Savings of demo")
+    table = text[comparison:]
+    for column in ("ECS Fargate x86", "EC2 ASG t4g.medium", "Lambda + API Gateway", "App Runner"):
+        assert column in table.splitlines()[2], column
+    total = next(line for line in table.splitlines() if line.startswith("│ Total"))
+    assert "$201.37" in total and "$95.08" in total  # the before inventory, as test_cost's
+    assert "is above the seed's" in table  # the closing note under the table
+    assert "no billing data yet" in text[text.index("Savings of demo") :]
