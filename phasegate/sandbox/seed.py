@@ -224,6 +224,10 @@ def seed_environment(clients: AwsClients, name: str, index: int) -> SeededEnviro
 
     image = push_app_image(clients, name, _tags(name, "platform-api"))
 
+    log_group = f"/ecs/{name}-api"  # where the service's awslogs driver ships its output
+    clients.logs.create_log_group(
+        logGroupName=log_group, tags={t["Key"]: t["Value"] for t in _tags(name, "logs")}
+    )
     ecs = clients.ecs
     ecs_tags = [{"key": t["Key"], "value": t["Value"]} for t in _tags(name, "ecs")]
     cluster = ecs.create_cluster(clusterName=f"{name}-cluster", tags=ecs_tags)["cluster"][
@@ -243,6 +247,14 @@ def seed_environment(clients: AwsClients, name: str, index: int) -> SeededEnviro
                 "memory": 1024,
                 "essential": True,
                 "portMappings": [{"containerPort": 8000, "protocol": "tcp"}],
+                "logConfiguration": {
+                    "logDriver": "awslogs",
+                    "options": {
+                        "awslogs-group": log_group,
+                        "awslogs-region": region,
+                        "awslogs-stream-prefix": "api",
+                    },
+                },
             }
         ],
         tags=ecs_tags,
