@@ -213,6 +213,7 @@ class HealthGate:
         self.gates = config.gates
         self.clients = clients or AwsClients(config.aws)
         self.on_round = on_round
+        self._alarm_tag_cache: dict[str, dict[str, str]] = {}
 
     # -- the gate ---------------------------------------------------------------------------
 
@@ -343,6 +344,7 @@ class HealthGate:
             metrics += [
                 _alb("RequestCount", dim, "Sum"),
                 _alb("HTTPCode_Target_5XX_Count", dim, "Sum"),
+                _alb("HTTPCode_ELB_5XX_Count", dim, "Sum"),
                 _alb("TargetResponseTime", dim, "Average"),
             ]
             for tg in serving[lb.arn]:
@@ -355,24 +357,10 @@ class HealthGate:
                     )
                 )
         for db in inventory.databases:
-            metrics.append(
-                Metric(
-                    "AWS/RDS",
-                    "CPUUtilization",
-                    (("DBInstanceIdentifier", db.identifier),),
-                    "Average",
-                )
-            )
+            metrics += _database_metrics(db.identifier)
         for cache in inventory.caches:
             for member in cache.member_clusters:
-                metrics.append(
-                    Metric(
-                        "AWS/ElastiCache",
-                        "CPUUtilization",
-                        (("CacheClusterId", member),),
-                        "Average",
-                    )
-                )
+                metrics += _cache_metrics(member)
         return list(dict.fromkeys(metrics))
 
     def fetch(self, metrics: list[Metric], at: datetime) -> MetricData:
@@ -493,6 +481,8 @@ class HealthGate:
                 )
             )
 
+        checks.append(self._elb_5xx_check(lb, requests, data))
+
         latency_threshold = f"<= {g.max_response_time_seconds:g} s"
         latencies = data.get(latency_metric)
         if not latencies:
@@ -545,6 +535,29 @@ class HealthGate:
                 )
             )
         return checks
+
+    def _elb_5xx_check(self, lb: LoadBalancer, requests: Series, data: MetricData) -> CheckResult:
+        """The ALB's own 5xx (HTTPCode_ELB_5XX_Count): 503 when no target is healthy, 502
+        when targets refuse connections. Target metrics never see these requests."""
+        threshold = f"<= {self.gates.max_5xx_ratio:g}"
+        metric = _alb("HTTPCode_ELB_5XX_Count", load_balancer_dimension(lb.arn), "Sum")
+        total = sum(v for _, v in requests)
+        if not requests or total <= 0:
+            return _inconclusive(
+                "alb-elb-5xx-ratio", lb.name, threshold, "no requests in the window to judge"
+            )
+        if metric in data.errors:
+            return _inconclusive("alb-elb-5xx-ratio", lb.name, threshold, data.errors[metric])
+        errors = sum(v for _, v in data.get(metric))  # published only for minutes with a 5xx
+        ratio = errors / total
+        return CheckResult(
+            name="alb-elb-5xx-ratio",
+            resource=lb.name,
+            status="pass" if ratio <= self.gates.max_5xx_ratio else "fail",
+            value=round(ratio, 6),
+            threshold=threshold,
+            detail=f"{errors:.0f} of {total:.0f} requests answered 5xx by the load balancer",
+        )
 
     def _compute_checks(self, inventory: Inventory) -> list[CheckResult]:
         """ECS running == desired per service, InService == desired per Auto Scaling group."""
@@ -665,10 +678,15 @@ class HealthGate:
                 ][0]["DBInstanceStatus"],
             )
         ]
-        metric = Metric(
-            "AWS/RDS", "CPUUtilization", (("DBInstanceIdentifier", identifier),), "Average"
-        )
-        checks.append(self._cpu_check("rds-cpu", identifier, metric, data))
+        cpu, connections = _database_metrics(identifier)
+        checks.append(self._cpu_check("rds-cpu", identifier, cpu, data))
+        checks.append(
+            self._bound_check(
+                "rds-connections", identifier, connections, data, ">=",
+                self.gates.min_db_connections, lambda points: min(v for _, v in points),
+                "lowest DatabaseConnections",
+            )
+        )  # fmt: skip
         return checks
 
     def _cache_checks(
@@ -683,12 +701,53 @@ class HealthGate:
                 )["ReplicationGroups"][0]["Status"],
             )
         ]
+        g = self.gates
         for member in members:
-            metric = Metric(
-                "AWS/ElastiCache", "CPUUtilization", (("CacheClusterId", member),), "Average"
-            )
-            checks.append(self._cpu_check("redis-cpu", member, metric, data))
+            cpu, evictions, memory = _cache_metrics(member)
+            checks.append(self._cpu_check("redis-cpu", member, cpu, data))
+            checks.append(
+                self._bound_check(
+                    "redis-evictions", member, evictions, data, "<=", g.max_cache_evictions,
+                    lambda points: sum(v for _, v in points), "Evictions summed",
+                )
+            )  # fmt: skip
+            checks.append(
+                self._bound_check(
+                    "redis-memory", member, memory, data, "<=", g.max_cache_memory_percent,
+                    lambda points: max(v for _, v in points),
+                    "highest DatabaseMemoryUsagePercentage",
+                )
+            )  # fmt: skip
         return checks
+
+    def _bound_check(
+        self,
+        name: str,
+        resource: str,
+        metric: Metric,
+        data: MetricData,
+        op: Literal["<=", ">="],
+        limit: float,
+        reduce: Callable[[Series], float],
+        what: str,
+    ) -> CheckResult:
+        """`reduce` of the window's datapoints against `limit`; no data is inconclusive."""
+        threshold = f"{op} {limit:g}"
+        points = data.get(metric)
+        if not points:
+            return _inconclusive(
+                name, resource, threshold, data.why_empty(metric, self.gates.lookback_minutes)
+            )
+        value = reduce(points)
+        ok = value <= limit if op == "<=" else value >= limit
+        return CheckResult(
+            name=name,
+            resource=resource,
+            status="pass" if ok else "fail",
+            value=round(value, 2),
+            threshold=threshold,
+            detail=f"{what} over {len(points)} min",
+        )
 
     def _cpu_check(self, name: str, resource: str, metric: Metric, data: MetricData) -> CheckResult:
         limit = self.gates.max_cpu_percent
@@ -708,8 +767,16 @@ class HealthGate:
             detail=f"CPUUtilization Average over {len(points)} min",
         )
 
+    def _alarm_tags(self, arn: str) -> dict[str, str]:
+        """An alarm's tags, read once per gate: a gate of N rounds asks for each alarm once."""
+        if arn not in self._alarm_tag_cache:
+            found = self.clients.cloudwatch.list_tags_for_resource(ResourceARN=arn)
+            self._alarm_tag_cache[arn] = _tags(found.get("Tags"))
+        return self._alarm_tag_cache[arn]
+
     def _alarm_check(self) -> CheckResult:
-        """No alarm of the environment in ALARM: named '<env>-...' or carrying its tags."""
+        """No alarm of the environment in ALARM. An alarm belongs to the environment by its
+        tags, never by its name: environment `acme` must not claim `acme-prod-*` alarms."""
         env = self.config.name
         threshold = "none in ALARM"
         cloudwatch = self.clients.cloudwatch
@@ -721,15 +788,9 @@ class HealthGate:
                 alarms += page.get("MetricAlarms", []) + page.get("CompositeAlarms", [])
             ours = []
             for alarm in alarms:
-                name = alarm["AlarmName"]
-                if name.startswith(f"{env}-"):
-                    ours.append(name)
-                    continue
-                tags = _tags(
-                    cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"]).get("Tags")
-                )
+                tags = self._alarm_tags(alarm["AlarmArn"])
                 if all(tags.get(k) == v for k, v in self.config.discovery.tags.items()):
-                    ours.append(name)
+                    ours.append(alarm["AlarmName"])
         except _AWS_ERRORS as exc:
             return _inconclusive("alarms", env, threshold, f"DescribeAlarms failed: {exc}")
         return CheckResult(
@@ -740,6 +801,24 @@ class HealthGate:
             threshold=threshold,
             detail=f"in ALARM: {', '.join(sorted(ours))}" if ours else "",
         )
+
+
+def _database_metrics(identifier: str) -> list[Metric]:
+    """CPU, and connections: 0 connections while the app runs means it lost the database."""
+    dims = (("DBInstanceIdentifier", identifier),)
+    return [
+        Metric("AWS/RDS", "CPUUtilization", dims, "Average"),
+        Metric("AWS/RDS", "DatabaseConnections", dims, "Minimum"),
+    ]
+
+
+def _cache_metrics(member: str) -> list[Metric]:
+    dims = (("CacheClusterId", member),)
+    return [
+        Metric("AWS/ElastiCache", "CPUUtilization", dims, "Average"),
+        Metric("AWS/ElastiCache", "Evictions", dims, "Sum"),
+        Metric("AWS/ElastiCache", "DatabaseMemoryUsagePercentage", dims, "Maximum"),
+    ]
 
 
 def _inconclusive(name: str, resource: str, threshold: str, detail: str) -> CheckResult:

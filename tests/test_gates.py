@@ -17,7 +17,7 @@ from conftest import write_environment
 from typer.testing import CliRunner
 
 from phasegate.aws import AwsClients
-from phasegate.config import EnvironmentConfig, Gates, parse_environment
+from phasegate.config import AwsSettings, EnvironmentConfig, Gates, parse_environment
 from phasegate.gates import (
     GateResult,
     HealthGate,
@@ -44,6 +44,10 @@ def publish(
     healthy_hosts: int = 2,
     rds_cpu: float = 30.0,
     redis_cpu: float = 30.0,
+    db_connections: float = 12.0,
+    evictions: float = 0.0,
+    redis_memory: float = 35.0,
+    elb_errors_per_minute: int | None = None,
     now: datetime | None = None,
 ) -> None:
     """A platform's last `minutes` (before `now`, default the wall clock) of gate metrics;
@@ -75,6 +79,8 @@ def publish(
             if errors_per_minute is not None:
                 datum(alb, "HTTPCode_Target_5XX_Count", errors_per_minute, at, LoadBalancer=lb_dim)
             datum(alb, "TargetResponseTime", latency, at, LoadBalancer=lb_dim)
+            if elb_errors_per_minute is not None:
+                datum(alb, "HTTPCode_ELB_5XX_Count", elb_errors_per_minute, at, LoadBalancer=lb_dim)
             for tg in lb.target_groups:
                 tg_dim = target_group_dimension(tg.arn)
                 datum(
@@ -83,9 +89,19 @@ def publish(
                 )  # fmt: skip
         for db in inventory.databases:
             datum("AWS/RDS", "CPUUtilization", rds_cpu, at, DBInstanceIdentifier=db.identifier)
+            datum(
+                "AWS/RDS", "DatabaseConnections", db_connections, at,
+                DBInstanceIdentifier=db.identifier,
+            )  # fmt: skip
         for cache in inventory.caches:
             for member in cache.member_clusters:
-                datum("AWS/ElastiCache", "CPUUtilization", redis_cpu, at, CacheClusterId=member)
+                cache_ns = "AWS/ElastiCache"
+                datum(cache_ns, "CPUUtilization", redis_cpu, at, CacheClusterId=member)
+                datum(cache_ns, "Evictions", evictions, at, CacheClusterId=member)
+                datum(
+                    cache_ns, "DatabaseMemoryUsagePercentage", redis_memory, at,
+                    CacheClusterId=member,
+                )  # fmt: skip
     cloudwatch = AwsClients(config.aws).cloudwatch
     for namespace, datums in data.items():
         if datums:
@@ -113,13 +129,19 @@ def test_healthy_environment_passes_every_check_every_round(seeded: EnvironmentC
     assert set(checks.values()) == {"pass"}
     assert set(checks) == {
         ("alb-5xx-ratio", "demo-alb"),
+        ("alb-elb-5xx-ratio", "demo-alb"),
         ("alb-response-time", "demo-alb"),
         ("healthy-hosts", "demo-app"),
         ("ecs-running", "demo-cluster/demo-api"),
         ("rds-status", "demo-db"),
         ("rds-cpu", "demo-db"),
+        ("rds-connections", "demo-db"),
         ("redis-status", "demo-redis"),
-        *{("redis-cpu", m) for m in discover(seeded).caches[0].member_clusters},
+        *{
+            (name, m)
+            for m in discover(seeded).caches[0].member_clusters
+            for name in ("redis-cpu", "redis-evictions", "redis-memory")
+        },
         ("alarms", "demo"),
     }
     by_name = {c.name: c for c in result.rounds[0].checks}
@@ -227,7 +249,7 @@ def _alarm(config: EnvironmentConfig, name: str, **kw: Any) -> None:
 
 def test_an_alarm_of_the_environment_in_alarm_fails(seeded: EnvironmentConfig) -> None:
     publish(seeded)
-    _alarm(seeded, "demo-5xx")
+    _alarm(seeded, "demo-5xx", Tags=[{"Key": "Environment", "Value": "demo"}])
     _alarm(seeded, "other-env-5xx")  # not the environment's: ignored even in ALARM
     cloudwatch = AwsClients(seeded.aws).cloudwatch
     cloudwatch.set_alarm_state(AlarmName="other-env-5xx", StateValue="ALARM", StateReason="t")
@@ -428,3 +450,61 @@ def test_dimensions_are_the_final_portion_of_the_arn() -> None:
     assert target_group_dimension(f"{base}:targetgroup/demo-app/73e2d6bc24d8a067") == (
         "targetgroup/demo-app/73e2d6bc24d8a067"
     )
+
+
+def test_an_alarm_named_like_the_environment_but_tagged_for_another_is_not_its(
+    sandbox: str, tmp_path: Path
+) -> None:
+    from phasegate.sandbox.seed import seed_environment
+
+    clients = AwsClients(AwsSettings(region="us-east-1", endpoint_url=sandbox))
+    seed_environment(clients, "acme", 1)
+    acme = parse_environment(write_environment(tmp_path, "acme", sandbox))
+    publish(acme)
+    _alarm(acme, "acme-prod-5xx", Tags=[{"Key": "Environment", "Value": "acme-prod"}])
+    clients.cloudwatch.set_alarm_state(
+        AlarmName="acme-prod-5xx", StateValue="ALARM", StateReason="test"
+    )
+    requests.delete(f"{sandbox}/_phasegate/calls", timeout=10).raise_for_status()
+    result = HealthGate(fast(acme)).evaluate(sleep=lambda _: None)
+    assert result.verdict == "pass", result.reason
+    assert len(result.rounds) == 3
+    assert {statuses(result, n)[("alarms", "acme")] for n in range(3)} == {"pass"}
+    calls = requests.get(f"{sandbox}/_phasegate/calls", timeout=10).json()
+    tag_reads = [c for c in calls if c["action"] == "ListTagsForResource"]
+    assert [c["service"] for c in tag_reads if c["service"] != "elasticache"] == ["monitoring"]
+
+
+def test_the_alb_answering_503_itself_fails_the_gate(
+    seeded: EnvironmentConfig, tmp_path: Path
+) -> None:
+    from phasegate.sandbox.simulator import WorkloadSimulator, set_fault
+
+    faults = tmp_path / "faults.json"
+    set_fault("demo", "elb503", faults)
+    WorkloadSimulator(lambda: [seeded], backfill_minutes=10, faults_file=faults).tick()
+    result = run_gate(fast(seeded))
+    assert result.verdict == "fail"
+    checks = {c.name: c for c in result.rounds[0].checks}
+    assert checks["alb-elb-5xx-ratio"].status == "fail"
+    assert checks["alb-elb-5xx-ratio"].value == 1.0
+    assert "alb-elb-5xx-ratio on demo-alb" in result.reason
+
+
+@pytest.mark.parametrize(
+    ("metrics", "check", "resource"),
+    [
+        ({"db_connections": 0}, "rds-connections", "demo-db"),
+        ({"evictions": 5000}, "redis-evictions", None),
+        ({"redis_memory": 97.0}, "redis-memory", None),
+    ],
+)
+def test_data_store_damage_fails_the_gate(
+    seeded: EnvironmentConfig, metrics: dict[str, float], check: str, resource: str | None
+) -> None:
+    publish(seeded, **metrics)  # type: ignore[arg-type]
+    result = run_gate(fast(seeded))
+    where = resource or discover(seeded).caches[0].member_clusters[0]
+    assert result.verdict == "fail"
+    assert statuses(result)[(check, where)] == "fail"
+    assert f"{check} on {where}" in result.reason

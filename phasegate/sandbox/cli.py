@@ -143,6 +143,7 @@ _FAULT_EFFECTS = {
     "latency": "target response time 2.5 s",
     "nodata": "no more metrics published",
     "unhealthy": "no healthy host behind the load balancer",
+    "elb503": "the load balancer answers 503 itself: no target is healthy",
 }
 
 

@@ -32,6 +32,9 @@ fault's cause.
   minutes already published stay too, so only a gate whose lookback has moved past them sees
   no data);
 - ``unhealthy``: HealthyHostCount 0 (UnHealthyHostCount takes the hosts).
+- ``elb503``: no target is healthy, so the ALB answers every request 503 itself
+  (HTTPCode_ELB_5XX_Count; target metrics see none of it), as after a move that cut the
+  targets off from their health checks.
 
 A fault must show within seconds, not from the next minute on: a gate reads the last
 `gates.lookback_minutes` (of the environment's config), and one bad minute among healthy ones
@@ -78,7 +81,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("phasegate.sandbox")
 
-FAULT_KINDS = ("5xx", "latency", "nodata", "unhealthy")
+FAULT_KINDS = ("5xx", "latency", "nodata", "unhealthy", "elb503")
 
 REQUESTS_PER_MINUTE = 1000
 HEALTHY_LATENCY_SECONDS = 0.12
@@ -569,7 +572,7 @@ def _catch_up(
     every minute of the window not showing the fault yet, so the whole window reads faulty;
     for unhealthy, the latest minute only, since a gate reads HealthyHostCount's Minimum.
     """
-    if new_minute or fault not in ("5xx", "latency", "unhealthy") or not shown:
+    if new_minute or fault not in ("5xx", "latency", "unhealthy", "elb503") or not shown:
         return []
     if fault == "unhealthy":
         latest = max(shown)
@@ -623,7 +626,7 @@ def _alb(
     latency = FAULT_LATENCY_SECONDS if fault == "latency" else _healthy_latency(env, lb, minute)
 
     hosts = _hosts(inventory, lb)
-    serving = [tg for tg in lb.target_groups if hosts[tg.arn] > 0]
+    serving = [] if fault == "elb503" else [tg for tg in lb.target_groups if hosts[tg.arn] > 0]
 
     if not serving:
         data = [
@@ -645,7 +648,7 @@ def _alb(
                 LoadBalancer=lb_dim,
             )
     for tg in lb.target_groups:
-        healthy = 0 if fault == "unhealthy" else hosts[tg.arn]
+        healthy = 0 if fault in ("unhealthy", "elb503") else hosts[tg.arn]
         dims = {"TargetGroup": _elb_dimension(tg.arn), "LoadBalancer": lb_dim}
         data += [
             _datum("HealthyHostCount", healthy, "Count", minute, **dims),
@@ -663,7 +666,8 @@ def _fault_burst(
     - 5xx: the difference between the fault's 5xx count and the healthy one;
     - latency: as many samples again as the minute had requests, slow enough that the
       minute's Average becomes the fault's latency;
-    - unhealthy: HealthyHostCount 0 and UnHealthyHostCount = the hosts, per target group.
+    - unhealthy: HealthyHostCount 0 and UnHealthyHostCount = the hosts, per target group;
+    - elb503: the ALB's own 5xx for every request of the minute, and no healthy host.
 
     Only target metrics change: an ALB with no serving target group answers 503 itself,
     whatever the fault.
@@ -671,6 +675,16 @@ def _fault_burst(
     env = inventory.environment
     lb_dim = _elb_dimension(lb.arn)
     hosts = _hosts(inventory, lb)
+    if fault == "elb503":
+        requests = _requests(env, lb, minute)
+        return [
+            _datum("HTTPCode_ELB_5XX_Count", requests, "Count", minute, LoadBalancer=lb_dim),
+            *(
+                _datum("HealthyHostCount", 0, "Count", minute, TargetGroup=_elb_dimension(tg.arn),
+                       LoadBalancer=lb_dim)
+                for tg in lb.target_groups
+            ),
+        ]  # fmt: skip
     if fault == "unhealthy":
         data = []
         for tg in lb.target_groups:
