@@ -25,6 +25,7 @@ from phasegate.sandbox.server import (
     stop_sandbox,
 )
 from phasegate.sandbox.simulator import FAULT_KINDS, read_fault_specs, set_fault
+from phasegate.sandbox.tiers import parse_tiers
 
 app = typer.Typer(
     help="The embedded AWS sandbox: moto on 127.0.0.1, seeded environments, simulated metrics.",
@@ -55,8 +56,14 @@ def _environments_table(names: list[str]) -> Table:
 @app.command()
 def up(
     port: int = typer.Option(4566, "--port", "-p", min=1, max=65535, help="port on 127.0.0.1"),
-    environments: int = typer.Option(
-        1, "--environments", "-n", min=1, help="environments to seed: demo, demo-2, ..."
+    environments: int | None = typer.Option(
+        None, "--environments", "-n", min=1, help="environments to seed: demo, demo-2, ..."
+    ),
+    tiers: str | None = typer.Option(
+        None,
+        "--tiers",
+        help="a fleet by tier instead, e.g. dev:30,staging:15,prod:5 (dev-1.., staging-1.., "
+        "prod-1..); --environments, if given, must be their sum",
     ),
     latency: float = typer.Option(
         0.0,
@@ -74,7 +81,14 @@ def up(
 ) -> None:
     """Start the sandbox in the background and seed environments into it."""
     with _errors(), _out.status(f"starting the sandbox on port {port} ..."):
-        state = start_sandbox(port=port, environments=environments, latency=latency, via=via)
+        by_name = parse_tiers(tiers) if tiers is not None else None
+        if by_name and environments is not None and environments != len(by_name):
+            raise ConfigError(
+                f"--environments {environments} and --tiers {tiers} ({len(by_name)}) disagree"
+            )
+        state = start_sandbox(
+            port=port, environments=environments or 1, latency=latency, via=via, tiers=by_name
+        )
     _out.print(
         f"[green]sandbox running[/] at {state.endpoint} (pid {state.pid}); "
         f"log: {display_path(Path(state.log_file))}"

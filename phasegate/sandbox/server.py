@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -162,7 +162,11 @@ def write_environment_file(name: str, endpoint: str, extra: dict | None = None) 
 
 
 def seed_sandbox(
-    endpoint: str, names: Sequence[str], first_index: int = 1, via: str = "api"
+    endpoint: str,
+    names: Sequence[str],
+    first_index: int = 1,
+    via: str = "api",
+    tiers: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """Seed today's architecture for each of `names` and write its config file; the files.
 
@@ -171,7 +175,7 @@ def seed_sandbox(
 
     `names[i]` gets index `first_index + i`, which keeps its VPC CIDR (10.INDEX.0.0/16) apart
     from the others'. A config file is written only once its environment is fully seeded, so
-    the simulator never discovers half an environment.
+    the simulator never discovers half an environment. `tiers` gives a name its tier (else dev).
     """
     if first_index < 1 or first_index + len(names) - 1 > MAX_ENVIRONMENTS:
         raise ConfigError(
@@ -190,6 +194,8 @@ def seed_sandbox(
                 )
             else:
                 seed_environment(clients, name, first_index + offset)
+        if tiers and name in tiers:
+            extra = {**(extra or {}), "tier": tiers[name]}
         paths.append(write_environment_file(name, endpoint, extra))
         log.debug(
             "environment seeded", environment=name, seconds=round(time.monotonic() - started, 2)
@@ -384,14 +390,18 @@ def _running_state() -> SandboxState:
 
 
 def _seed_into(
-    state: SandboxState, names: list[str], first_index: int, via: str = "api"
+    state: SandboxState,
+    names: list[str],
+    first_index: int,
+    via: str = "api",
+    tiers: Mapping[str, str] | None = None,
 ) -> SandboxState:
     """Seed `names` one by one, recording each in the state file as soon as it exists, so
     `down` removes exactly what was written even if a later one fails."""
     for index, name in enumerate(names, start=first_index):
         if name in state.environments:
             raise PhasegateError(f"sandbox environment {name!r} already exists")
-        seed_sandbox(state.endpoint, [name], first_index=index, via=via)
+        seed_sandbox(state.endpoint, [name], first_index=index, via=via, tiers=tiers)
         state = state.model_copy(update={"environments": [*state.environments, name]})
         _write_state(state)
     return state
@@ -407,9 +417,11 @@ def start_sandbox(
     tick_seconds: float = 2.0,
     latency: float = 0.0,
     via: str = "api",
+    tiers: Mapping[str, str] | None = None,
 ) -> SandboxState:
     """Start the sandbox daemon on `port` and seed `environments` environments (by API calls,
-    or with `via` "terraform" by applying terraform/).
+    or with `via` "terraform" by applying terraform/); with `tiers` (name -> tier, from
+    phasegate.sandbox.tiers) those environments instead.
 
     `latency` is the latency model's factor (phasegate.sandbox.latency): 0 makes every change
     instant, 1 takes AWS's own time. Seeding runs at factor 0 whatever it is.
@@ -423,6 +435,8 @@ def start_sandbox(
         raise ConfigError(
             f"--environments must be between 1 and {MAX_ENVIRONMENTS}, got {environments}"
         )
+    if tiers is not None and not 1 <= len(tiers) <= MAX_ENVIRONMENTS:
+        raise ConfigError(f"--tiers: 1 to {MAX_ENVIRONMENTS} environments, got {len(tiers)}")
     if via not in ("api", "terraform"):
         raise ConfigError(f"--via must be api or terraform, got {via!r}")
     if via == "terraform":
@@ -463,12 +477,12 @@ def start_sandbox(
     state = SandboxState(
         pid=child.pid, port=port, started_at=datetime.now(UTC), log_file=str(log_file)
     )
-    names = environment_names(environments)
+    names = list(tiers) if tiers else environment_names(environments)
     try:
         _wait_until_answering(child, port, wait, log_file)
         _write_state(state)
         log.debug("sandbox answering", pid=child.pid, port=port)
-        state = _seed_into(state, names, first_index=1, via=via)
+        state = _seed_into(state, names, first_index=1, via=via, tiers=tiers)
     except BaseException:
         with contextlib.suppress(PhasegateError):
             _terminate(child.pid, timeout=5.0)
