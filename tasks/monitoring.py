@@ -358,9 +358,12 @@ class MonitoringEnable(Step):
                 actions.append(f"sns:Subscribe {protocol} {endpoint}")
         if "dashboard" in changed:
             actions.append(f"cloudwatch:PutDashboard {self.names['dashboard']}")
-        for name, alarm in desired["alarms"].items():
-            if current["alarms"].get(name) != alarm:
-                actions.append(f"cloudwatch:PutMetricAlarm {name}")
+        put = [n for n, a in desired["alarms"].items() if current["alarms"].get(n) != a]
+        if put:
+            actions.append(
+                f"cloudwatch:PutMetricAlarm {len(put)} alarm(s) to {self.names['topic']}: "
+                + ", ".join(n.removeprefix(f"{self.ctx.config.name}-") for n in put)
+            )
         if "budget" in changed:
             verb = "UpdateBudget" if current["budget"] else "CreateBudget"
             amount = desired["budget"]["amount"]
