@@ -126,7 +126,7 @@ class ApprovalPolicy:
             environment=config.name,
             tier=config.tier,
             auto_approve=config_auto_approves(config),
-            extra_steps=EXTRA_APPROVAL_STEPS[config.tier],
+            extra_steps=frozenset(extra_approval_steps(config)),
             timeout_seconds=config.approvals.timeout_seconds,
         )
 
@@ -154,8 +154,10 @@ def needs_approval(config: EnvironmentConfig, phase: int, auto_approve_flag: boo
 
 
 def extra_approval_steps(config: EnvironmentConfig) -> set[str]:
-    """Step ids that need an approval of their own right before they run (prod: nat.remove)."""
-    return set(EXTRA_APPROVAL_STEPS[config.tier])
+    """Step ids that need an approval of their own right before they run (prod: nat.remove;
+    database.connections when it may reboot the database: `database.reboot: in-window`)."""
+    rebooting = {"database.connections"} if config.database.reboot == "in-window" else set()
+    return set(EXTRA_APPROVAL_STEPS[config.tier]) | rebooting
 
 
 def pending_changes(changes: PlannedChanges) -> list[tuple[str, Change]]:

@@ -12,6 +12,7 @@ from phasegate.steps import Step
 from tasks.cache import CacheResize
 from tasks.compute import GravitonCompute
 from tasks.database import DatabaseResize
+from tasks.db_connections import DatabaseConnections
 from tasks.monitoring import MonitoringEnable
 from tasks.nat_assess import NatAssessment
 from tasks.nat_remove import NatRemoval
@@ -19,7 +20,7 @@ from tasks.scaling import ScalingEnable
 
 PHASE_STEPS: dict[int, list[type[Step]]] = {
     1: [NatAssessment, NatRemoval, GravitonCompute, DatabaseResize, CacheResize],
-    2: [ScalingEnable, MonitoringEnable],
+    2: [ScalingEnable, MonitoringEnable, DatabaseConnections],
 }
 
 PHASE_NAMES = {1: "cost", 2: "architecture", 3: "advanced"}
