@@ -1,0 +1,96 @@
+"""Without running Terraform: the steps' decisions match terraform/variables.tf, a bad variable
+map is refused, and a saved plan's summary flags what destroys data."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import write_environment
+
+from phasegate.config import EnvironmentConfig, parse_environment
+from phasegate.errors import ConfigError
+from phasegate.home import REPO_ROOT
+from phasegate.steps import StepContext
+from phasegate.terraform.settings import DECISIONS
+from phasegate.terraform.stack import summarize
+from phasegate.terraform.variables import declared_variables, terraform_type
+from tasks.registry import STEPS
+
+STACK = REPO_ROOT / "terraform"
+
+
+def _config(tmp_path: Path, **overrides: Any) -> EnvironmentConfig:
+    return parse_environment(write_environment(tmp_path, "demo", "http://127.0.0.1:9", **overrides))
+
+
+@pytest.mark.parametrize("compute", ["ecs-fargate-arm64", "ec2-asg-graviton"])
+def test_every_variable_a_step_sets_is_declared_with_its_type(tmp_path: Path, compute: str) -> None:
+    declared = declared_variables(STACK)
+    config = _config(tmp_path, targets={"compute": compute})
+    ctx = StepContext(config=config, clients=None)  # type: ignore[arg-type]  # never called
+    set_by_steps = {}
+    for step_class in STEPS.values():
+        set_by_steps.update(step_class(ctx).terraform_decisions())
+    assert set_by_steps, "no step has a Terraform form"
+    for decision, value in set_by_steps.items():
+        assert decision in DECISIONS
+        assert decision in declared, f"{decision} is not declared in terraform/variables.tf"
+        assert declared[decision].type == terraform_type(value), decision
+        assert declared[decision].file == "variables.tf"
+
+
+def test_every_decision_is_declared_in_terraform_variables() -> None:
+    declared = declared_variables(STACK)
+    assert sorted(set(DECISIONS) - set(declared)) == []
+    assert declared["enable_nat_gateway"].type == "bool"
+    assert declared["enable_nat_gateway"].default is True
+    assert declared["rds_instance_class"].default == "db.t3.micro"
+    assert declared["asg_max"].type == "number"
+    assert declared["asg_max"].default == 5
+    assert declared["app_image"].default is None
+
+
+def test_a_variable_map_naming_an_unknown_decision_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"terraform\.variables.*unknown migration decision"):
+        _config(tmp_path, terraform={"variables": {"rds_size": "db_class"}})
+
+
+def test_executor_terraform_is_short_for_via(tmp_path: Path) -> None:
+    config = _config(tmp_path, executor="terraform", terraform={"dir": str(STACK)})
+    assert config.executor.via == "terraform"
+    assert config.executor.max_workers == 4
+    with pytest.raises(ConfigError, match=r"executor\.via"):
+        _config(tmp_path, executor="pulumi")
+
+
+def _rc(address: str, type_: str, actions: list[str]) -> dict[str, Any]:
+    return {"address": address, "type": type_, "change": {"actions": actions}}
+
+
+def test_the_plan_summary_counts_and_flags_what_loses_data() -> None:
+    summary = summarize(
+        {
+            "resource_changes": [
+                _rc("module.rds.aws_db_instance.this", "aws_db_instance", ["delete", "create"]),
+                _rc("aws_db_snapshot.before", "aws_db_snapshot", ["delete"]),
+                _rc(
+                    "module.redis.aws_elasticache_replication_group.this",
+                    "aws_elasticache_replication_group",
+                    ["update"],
+                ),
+                _rc("module.network.aws_nat_gateway.this[0]", "aws_nat_gateway", ["delete"]),
+                _rc("module.network.aws_vpc_endpoint.s3[0]", "aws_vpc_endpoint", ["create"]),
+                _rc("aws_vpc.this", "aws_vpc", ["no-op"]),
+                _rc("data.aws_region.current", "aws_region", ["read"]),
+            ]
+        }
+    )
+    assert (summary.adds, summary.changes, summary.destroys) == (2, 1, 3)
+    assert summary.dangerous == ["module.rds.aws_db_instance.this", "aws_db_snapshot.before"]
+    assert summary.lines() == [
+        "terraform replace module.rds.aws_db_instance.this (DANGEROUS: replaced)",
+        "terraform delete aws_db_snapshot.before (DANGEROUS: destroys data)",
+        "terraform update module.redis.aws_elasticache_replication_group.this",
+        "terraform delete module.network.aws_nat_gateway.this[0]",
+        "terraform create module.network.aws_vpc_endpoint.s3[0]",
+    ]
