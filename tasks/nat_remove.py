@@ -11,7 +11,7 @@ and cannot be undone: the plan and the approval form say so, listing them.
 
 from typing import Any
 
-from phasegate.errors import PhasegateError
+from phasegate.errors import AwsCallError, PhasegateError
 from phasegate.inventory import DISCOVERY_IAM_ACTIONS, Inventory
 from phasegate.steps import (
     CREATED_BY_TAG,
@@ -21,10 +21,11 @@ from phasegate.steps import (
     Reversibility,
     Settling,
     Step,
+    StepRefused,
     VerificationFailed,
     diff_entry,
 )
-from tasks import data_access
+from tasks import data_access, data_acl
 from tasks.nat_routes import (
     GONE_NAT_STATES,
     LIVE_NAT_STATES,
@@ -61,6 +62,7 @@ class NatRemovalObservation(Observation):
     blockers: list[str]
     accepted: list[str]
     data_store_groups: dict[str, str]
+    data_store_acl_entries: list[dict[str, Any]]
     private_cidrs: dict[str, list[str]]
     public_cidrs: dict[str, list[str]]
     route_tables: dict[str, list[str]]
@@ -88,6 +90,7 @@ class NatRemoval(Step):
         *DISCOVERY_IAM_ACTIONS,
         *SURVEY_IAM_ACTIONS,
         *data_access.DATA_ACCESS_IAM_ACTIONS,
+        *data_acl.DATA_ACL_IAM_ACTIONS,
         "ec2:DescribeAddresses",
         "ec2:CreateSecurityGroup",
         "ec2:AuthorizeSecurityGroupIngress",
@@ -200,6 +203,34 @@ class NatRemoval(Step):
             group = survey.app_security_group(vpc_id)
             app_sgs[vpc_id] = group["GroupId"] if group and not self._ours(group) else None
         cidr_of = {s.id: s.cidr for s in inventory.subnets}
+        private_cidrs = {
+            part["vpc"].id: sorted(cidr_of[s] for s in part["private_subnets"])
+            for part in picture["vpcs"]
+        }
+        public_cidrs = {
+            m["arn"]: sorted(cidr_of[s] for s in m["subnets"] if s in cidr_of)
+            for m in picture["moves"]
+        }
+        data_subnets = (
+            data_acl.data_store_subnets(self.clients, inventory) if picture["moves"] else {}
+        )
+        acl_entries: list[dict[str, Any]] = []
+        for vpc_id in sorted({m["vpc_id"] for m in picture["moves"]}):
+            entries, problems = data_acl.needed_entries(
+                self.clients,
+                data_subnets,
+                private_cidrs.get(vpc_id, []),
+                sorted(
+                    {
+                        c
+                        for m in picture["moves"]
+                        if m["vpc_id"] == vpc_id
+                        for c in public_cidrs[m["arn"]]
+                    }
+                ),
+            )
+            acl_entries += entries
+            picture["blockers"] += problems
         return NatRemovalObservation(
             inventory=inventory,
             nat_gateways=nats,
@@ -211,14 +242,9 @@ class NatRemoval(Step):
             data_store_groups=(
                 data_access.data_store_groups(self.clients, inventory) if picture["moves"] else {}
             ),
-            private_cidrs={
-                part["vpc"].id: sorted(cidr_of[s] for s in part["private_subnets"])
-                for part in picture["vpcs"]
-            },
-            public_cidrs={
-                m["arn"]: sorted(cidr_of[s] for s in m["subnets"] if s in cidr_of)
-                for m in picture["moves"]
-            },
+            data_store_acl_entries=acl_entries,
+            private_cidrs=private_cidrs,
+            public_cidrs=public_cidrs,
             route_tables={v.id: sorted(t.id for t in v.route_tables) for v in inventory.vpcs},
             s3_endpoints=s3,
             app_security_groups=app_sgs,
@@ -260,6 +286,7 @@ class NatRemoval(Step):
             f"private subnets"
             for group, guards in sorted(obs.data_store_groups.items())
         ]
+        actions += [f"ec2: add to {data_acl.describe(e)}" for e in obs.data_store_acl_entries]
         actions += [
             f"ecs: move {m['cluster']}/{m['name']} to {', '.join(m['subnets'])} with "
             "assignPublicIp ENABLED, security groups "
@@ -319,6 +346,7 @@ class NatRemoval(Step):
                 "s3_endpoint_service": s3,
                 "app_security_group_name": app_sg,
                 "data_store_groups": obs.data_store_groups,
+                "data_store_acl_entries": obs.data_store_acl_entries,
                 "private_cidrs": obs.private_cidrs,
                 "public_cidrs": obs.public_cidrs,
             },
@@ -333,6 +361,7 @@ class NatRemoval(Step):
         before, desired = change.before, change.desired
         app_sgs: dict[str, str] = {}
         admitted: list[dict[str, Any]] = []
+        acl_entries = self._admit_acl_entries(desired.get("data_store_acl_entries", []))
         services = []
         for move in desired["services"]:
             groups = move["security_groups"]
@@ -373,11 +402,32 @@ class NatRemoval(Step):
             "s3_endpoints": s3,
             "app_security_groups": app_sgs,
             "data_store_rules": admitted,
+            "data_store_acl_entries": acl_entries,
             "deleted_routes": deleted_routes,
             "deleted_nat_gateways": nat_ids,
             "released_allocation_ids": released,
             "kept_allocation_ids": kept,
         }
+
+    def _admit_acl_entries(self, planned: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Let the moved apps' public CIDRs through the data stores' subnet ACLs as the private
+        ones are, before anything moves: exactly the entries planned (and approved), each
+        journaled as soon as it exists."""
+        added: list[dict[str, Any]] = []
+        for entry in planned:
+            try:
+                data_acl.admit(self.clients, entry)
+            except AwsCallError as exc:
+                if exc.code != "NetworkAclEntryAlreadyExists":
+                    raise
+                raise StepRefused(
+                    f"{self._env}: {self.id}: network ACL {entry['network_acl_id']} rule "
+                    f"{entry['rule_number']} was taken since the plan; plan again"
+                ) from None
+            added.append(entry)
+            self.progress(data_store_acl_entries=added)
+            self._info("nat.data_store_acl_entry_added", entry["network_acl_id"], entry=entry)
+        return added
 
     def _ensure_app_sg(
         self, vpc_id: str, sources: list[str], ports: list[int], known: str | None
@@ -601,6 +651,10 @@ class NatRemoval(Step):
                 if not data_access.rule_present(self.clients, rule):
                     where = f"data_store_rule.{rule['group_id']}.{rule['source_group']}"
                     diff[where] = diff_entry("present", "absent")
+            for entry in record.after.get("data_store_acl_entries", []):
+                if not data_acl.entry_present(self.clients, entry):
+                    where = f"network_acl_entry.{entry['network_acl_id']}.{entry['rule_number']}"
+                    diff[where] = diff_entry(entry["cidr"], "absent")
             for vpc_id in record.before.get("vpcs", []):
                 if self._s3_endpoint(vpc_id) is None:
                     diff[f"s3_endpoint.{vpc_id}"] = diff_entry("present", "absent")
@@ -684,6 +738,9 @@ class NatRemoval(Step):
         for rule in after.get("data_store_rules", []):
             if data_access.revoke(self.clients, rule):
                 self._info("nat.data_store_revoked", rule["group_id"], rule=rule)
+        for entry in after.get("data_store_acl_entries", []):
+            if data_acl.revoke(self.clients, entry):
+                self._info("nat.data_store_acl_entry_deleted", entry["network_acl_id"], entry=entry)
         for vpc_id, prior in before.get("app_security_groups", {}).items():
             made = after.get("app_security_groups", {}).get(vpc_id)
             if prior is None and made:
@@ -809,6 +866,9 @@ class NatRemoval(Step):
         for rule in record.after.get("data_store_rules", []):
             if data_access.rule_present(self.clients, rule):
                 gaps.append(f"{rule['group_id']} still admits {rule['source_group']}")
+        for entry in record.after.get("data_store_acl_entries", []):
+            if data_acl.entry_present(self.clients, entry):
+                gaps.append(f"still there: {data_acl.describe(entry)}")
         for svc in before["services"]:
             current = self._network(self._service(svc["cluster"], svc["name"]))
             wanted = (

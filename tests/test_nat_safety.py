@@ -233,3 +233,64 @@ def test_the_approval_form_lists_the_elastic_ips_lost_as_irreversible(
         [line] = [ln for ln in lines if ip in ln and ln.startswith("- IRREVERSIBLE:")]
         assert "aws:SourceIp" in line
     assert "| yes (partly: see irreversible) |" in form
+
+
+def network_acl(ctx: StepContext, acl_id: str) -> list[dict[str, Any]]:
+    [acl] = ctx.clients.ec2.describe_network_acls(NetworkAclIds=[acl_id])["NetworkAcls"]
+    return sorted(acl["Entries"], key=lambda e: (e["Egress"], e["RuleNumber"]))
+
+
+def test_data_subnet_acls_admitting_private_cidrs_let_the_moved_service_through_until_rollback(
+    seeded: EnvironmentConfig,
+) -> None:
+    """A network ACL on the data stores' subnets that allows only the private CIDRs (5432 and
+    6379 in, ephemeral ports back out) gets the same entries for the public subnets' CIDRs,
+    each just after the entry it copies; rollback leaves the ACL exactly as it was."""
+    ctx = StepContext.for_environment(seeded)
+    ec2 = ctx.clients.ec2
+    inventory = discover(seeded)
+    [vpc] = inventory.vpcs
+    private = sorted((s for s in inventory.subnets if not s.public), key=lambda s: s.cidr)
+    public_cidrs = sorted(s.cidr for s in inventory.subnets if s.public)
+    acl_id = ec2.create_network_acl(VpcId=vpc.id)["NetworkAcl"]["NetworkAclId"]
+    number = 100
+    for subnet in private:
+        for egress, ports in ((False, (5432, 5432)), (False, (6379, 6379)), (True, (1024, 65535))):
+            ec2.create_network_acl_entry(
+                NetworkAclId=acl_id, RuleNumber=number, Egress=egress, Protocol="6",
+                RuleAction="allow", CidrBlock=subnet.cidr,
+                PortRange={"From": ports[0], "To": ports[1]},
+            )  # fmt: skip
+            number += 10
+    for subnet in private:
+        [current] = ec2.describe_network_acls(
+            Filters=[{"Name": "association.subnet-id", "Values": [subnet.id]}]
+        )["NetworkAcls"]
+        [association] = [a for a in current["Associations"] if a["SubnetId"] == subnet.id]
+        ec2.replace_network_acl_association(
+            AssociationId=association["NetworkAclAssociationId"], NetworkAclId=acl_id
+        )
+    seeded_entries = network_acl(ctx, acl_id)
+
+    step = NatRemoval(ctx)
+    change = plan(step)
+    assert change is not None and change.blockers == []
+    assert sum(f"network ACL {acl_id}" in a for a in change.actions) == 6
+    record = execute(step, key="test")
+
+    added = [e for e in network_acl(ctx, acl_id) if e not in seeded_entries]
+    seen = {
+        (e["Egress"], e["CidrBlock"], e["PortRange"]["From"], e["PortRange"]["To"]) for e in added
+    }
+    assert seen == {
+        (egress, cidr, *ports)
+        for cidr in public_cidrs
+        for egress, ports in ((False, (5432, 5432)), (False, (6379, 6379)), (True, (1024, 65535)))
+    }
+    assert all(e["RuleAction"] == "allow" for e in added)
+    # Each twin sits right after the first entry it copies, so it keeps that entry's place.
+    assert sorted(e["RuleNumber"] for e in added if not e["Egress"]) == [101, 102, 111, 112]
+    assert len(record.after["data_store_acl_entries"]) == 6
+
+    undo(step)
+    assert network_acl(ctx, acl_id) == seeded_entries
