@@ -406,6 +406,17 @@ class EnvironmentConfig(_Section):
     source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
+    def _budget_tag_is_discovered(self) -> "EnvironmentConfig":
+        tag = self.monitoring.budget_tag
+        if tag is not None and tag not in self.discovery.tags:
+            known = ", ".join(self.discovery.tags)
+            raise ValueError(
+                f"monitoring.budget_tag: {tag!r} is not one of discovery.tags ({known}); the "
+                "budget filters the environment's cost by one of them"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _prod_never_auto_approves(self) -> "EnvironmentConfig":
         if self.tier == "prod" and self.approvals.auto_approve:
             raise ValueError("approvals.auto_approve: prod environments are never auto-approved")

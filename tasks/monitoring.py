@@ -22,9 +22,7 @@ puts back what it replaced.
 import json
 from typing import Any
 
-from phasegate.config import EnvironmentConfig
-from phasegate.errors import AwsCallError, ConfigError
-from phasegate.home import display_path
+from phasegate.errors import AwsCallError
 from phasegate.inventory import DISCOVERY_IAM_ACTIONS, Discovery
 from phasegate.steps import (
     CREATED_BY_TAG,
@@ -309,7 +307,7 @@ class MonitoringEnable(Step):
             "alarms": wanted_alarms,
             "budget": {
                 "amount": self._budget_amount(),
-                "filter": [self._budget_filter(config)],
+                "filter": [budget_filter(config)],
                 "notifications": sorted([k, p, [topic]] for k, p in BUDGET_NOTIFICATIONS),
             },
             "metric_filter": None
@@ -321,14 +319,6 @@ class MonitoringEnable(Step):
                 "namespace": self.names["metric_namespace"],
             },
         }
-
-    @staticmethod
-    def _budget_filter(config: EnvironmentConfig) -> str:
-        try:
-            return budget_filter(config)
-        except ValueError as exc:
-            where = display_path(config.source) if config.source else config.name
-            raise ConfigError(f"{where}: {exc}") from None
 
     def _monthly(self, state: dict[str, Any]) -> float:
         """What `state`'s monitoring costs a month, from the price table."""

@@ -258,9 +258,7 @@ def dashboard_body(config: EnvironmentConfig, watched: Watched) -> str:
 def budget_filter(config: EnvironmentConfig) -> str:
     """The budget's cost filter: the cost-allocation tag `user:KEY$VALUE`."""
     tags = config.discovery.tags
-    key = config.monitoring.budget_tag or next(iter(tags))
-    if key not in tags:
-        raise ValueError(f"monitoring.budget_tag {key!r} is not one of discovery.tags")
+    key = config.monitoring.budget_tag or next(iter(tags))  # config checks it is one of them
     return f"user:{key}${tags[key]}"
 
 
