@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from phasegate import deploy as deployments
-from phasegate import entrypoints, fleet_cli
+from phasegate import entrypoints, fleet_cli, server_cli
 from phasegate.approvals import check_auto_approve_allowed
 from phasegate.checkpoints import checkpoint_storage
 from phasegate.compare import compare_alternatives
@@ -28,6 +28,7 @@ from phasegate.gates import GateFailed, GateRound, HealthGate, gate_table
 from phasegate.inventory import discover
 from phasegate.ledger import Ledger
 from phasegate.logs import configure
+from phasegate.prefect_api import prefect_api
 from phasegate.preflight import check_aws, reachable_environment
 from phasegate.prices_refresh import refresh_price_table
 from phasegate.render import (
@@ -51,6 +52,7 @@ app = typer.Typer(
 )
 app.add_typer(sandbox_cli.app, name="sandbox")
 app.add_typer(fleet_cli.app, name="fleet")
+app.add_typer(server_cli.app, name="server")
 prices_app = typer.Typer(help="Dated price tables, each price citing its page.")
 app.add_typer(prices_app, name="prices")
 console = Console()
@@ -78,9 +80,18 @@ def reports_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# Commands that run flows or read runs: without PREFECT_API_URL they start the local Prefect
+# server (phasegate/local_server.py) if it is not running; the others use it only if it runs
+# (`deploy` is refused without one, `fleet run` starts it after checking its input).
+_NEEDS_PREFECT = frozenset({"run", "rollback", "status", "approve", "unlock", "demo"})
+
+
 @app.callback()
-def _setup() -> None:
+@reports_errors
+def _setup(ctx: typer.Context) -> None:
     configure()
+    start = ctx.invoked_subcommand in _NEEDS_PREFECT and "--help" not in ctx.args
+    ctx.with_resource(prefect_api(start))
 
 
 @app.command()
@@ -373,6 +384,7 @@ def demo(
     stop_sandbox()
     state = start_sandbox(port=port, environments=1)
     console.print(f"Sandbox up on http://127.0.0.1:{state.port} (pid {state.pid})")
+    console.print(f"Prefect API: {PREFECT_API_URL.value()} (the runs stay in its UI)")
     try:
         config = load_environment("demo")
         inv = discover(config)

@@ -24,7 +24,7 @@ from phasegate.fleet import (
     select_environments,
     waves_of,
 )
-from phasegate.prefect_api import require_api
+from phasegate.prefect_api import prefect_api, require_api
 
 app = typer.Typer(
     help="Migrate many environments: waves, max_concurrency, max_errors, one summary.",
@@ -123,10 +123,10 @@ def run(
         numbers = parse_phases(phases)
         dirs = [str(d.resolve()) for d in environments_dir] or None
         waves_of(select_environments(select, environments_dir or None), settings.waves)
-        require_api("phasegate fleet run")
         fleet = entrypoints.load(FLEET_FLOW)
         try:
-            summary = fleet(select, numbers, settings, dirs)
+            with prefect_api(start=True):  # the environments' runs must outlive this command
+                summary = fleet(select, numbers, settings, dirs)
         except FleetFailed as exc:
             _out.print(_summary_table(exc.summary))
             raise

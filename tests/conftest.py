@@ -20,6 +20,7 @@ import yaml
 
 from phasegate.aws import AwsClients
 from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
+from phasegate.local_server import stop_server
 from phasegate.sandbox.app import SandboxServer
 from phasegate.sandbox.seed import seed_environment
 
@@ -41,6 +42,7 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     mp.delenv("AWS_PROFILE", raising=False)
     yield home
+    stop_server()  # the local Prefect server a CLI command started, if one did
     mp.undo()
 
 

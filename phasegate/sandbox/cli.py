@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
+from prefect.settings import PREFECT_API_URL
 from rich.console import Console
 from rich.table import Table
 
@@ -17,6 +18,7 @@ from phasegate import entrypoints
 from phasegate.config import load_environment
 from phasegate.errors import ConfigError, PhasegateError
 from phasegate.home import display_path
+from phasegate.local_server import start_server
 from phasegate.sandbox.server import (
     add_environments,
     environment_file,
@@ -78,6 +80,12 @@ def up(
         help="how environments are made: api (boto3 calls) or terraform (terraform apply of "
         "terraform/ with the real AWS provider; about 2 minutes each)",
     ),
+    with_strays: bool = typer.Option(
+        False,
+        "--with-strays",
+        help="also an unmanaged EC2 instance and a Lambda interface in each environment's "
+        "private subnets: what nat.remove must not cut off (the demo of blockers)",
+    ),
 ) -> None:
     """Start the sandbox in the background and seed environments into it."""
     with _errors(), _out.status(f"starting the sandbox on port {port} ..."):
@@ -87,13 +95,21 @@ def up(
                 f"--environments {environments} and --tiers {tiers} ({len(by_name)}) disagree"
             )
         state = start_sandbox(
-            port=port, environments=environments or 1, latency=latency, via=via, tiers=by_name
+            port=port,
+            environments=environments or 1,
+            latency=latency,
+            via=via,
+            tiers=by_name,
+            strays=with_strays,
         )
+        prefect = None if PREFECT_API_URL.value() else start_server()
     _out.print(
         f"[green]sandbox running[/] at {state.endpoint} (pid {state.pid}); "
         f"log: {display_path(Path(state.log_file))}"
     )
     _out.print(_environments_table(state.environments))
+    if prefect is not None:  # the one local Prefect server every command then uses
+        _out.print(f"Prefect server at {prefect.ui_url} (pid {prefect.pid}): runs show in its UI")
     _out.print(f"try: phasegate inventory {state.environments[0]}")
 
 
