@@ -121,7 +121,7 @@ variable "app_desired_count" {
 }
 
 variable "db_master_password" {
-  description = "RDS master password (pass it with TF_VAR_db_master_password, never in a file)."
+  description = "RDS master password: TF_VAR_db_master_password, or a var file kept out of git."
   type        = string
   sensitive   = true
 }
