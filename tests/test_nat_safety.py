@@ -133,18 +133,8 @@ def test_data_stores_admitting_private_cidrs_admit_the_moved_service_until_rollb
     private_cidrs = sorted(s.cidr for s in inventory.subnets if not s.public)
     db = ctx.clients.rds.describe_db_instances(DBInstanceIdentifier="demo-db")["DBInstances"][0]
     [data_sg] = [g["VpcSecurityGroupId"] for g in db["VpcSecurityGroups"]]
-    ctx.clients.ec2.authorize_security_group_ingress(
-        GroupId=data_sg,
-        IpPermissions=[
-            {
-                "IpProtocol": "tcp",
-                "FromPort": port,
-                "ToPort": port,
-                "IpRanges": [{"CidrIp": cidr} for cidr in private_cidrs],
-            }
-            for port in (5432, 6379)
-        ],
-    )
+    # The seed admits the private CIDRs on 5432 and 6379, like a Terraform stack.
+    assert {r["CidrIp"] for p in ingress(ctx, data_sg) for r in p["IpRanges"]} == set(private_cidrs)
     seeded_rules = ingress(ctx, data_sg)
 
     step = NatRemoval(ctx)

@@ -80,6 +80,12 @@ def up(
         help="how environments are made: api (boto3 calls) or terraform (terraform apply of "
         "terraform/ with the real AWS provider; about 2 minutes each)",
     ),
+    with_strays: bool = typer.Option(
+        False,
+        "--with-strays",
+        help="also an unmanaged EC2 instance and a Lambda interface in each environment's "
+        "private subnets: what nat.remove must not cut off (the demo of blockers)",
+    ),
 ) -> None:
     """Start the sandbox in the background and seed environments into it."""
     with _errors(), _out.status(f"starting the sandbox on port {port} ..."):
@@ -89,7 +95,12 @@ def up(
                 f"--environments {environments} and --tiers {tiers} ({len(by_name)}) disagree"
             )
         state = start_sandbox(
-            port=port, environments=environments or 1, latency=latency, via=via, tiers=by_name
+            port=port,
+            environments=environments or 1,
+            latency=latency,
+            via=via,
+            tiers=by_name,
+            strays=with_strays,
         )
         prefect = None if PREFECT_API_URL.value() else start_server()
     _out.print(

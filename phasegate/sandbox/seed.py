@@ -5,6 +5,8 @@ internet gateway, one NAT gateway per AZ routed from the private route tables, a
 service of 2 X86_64 tasks behind an ALB running a multi-arch (amd64 + arm64) image from the
 environment's own ECR repository, RDS PostgreSQL db.t3.micro and a Redis replication
 group of two cache.t3.micro nodes. Every resource carries the environment's discovery tags.
+Like a real Terraform stack, the data stores' security group admits the private subnets'
+CIDRs (not the app's security group): moving the app out of them is what phase 1 must handle.
 
 moto's gaps are filled here, where the seed knows what a running environment looks like:
 DNS hostnames on. (ECS running == desired is the sandbox front's doing, for every service
@@ -23,6 +25,8 @@ MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 IMAGE_CONFIG = "application/vnd.docker.container.image.v1+json"
 LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+DB_PORT = 5432
+REDIS_PORT = 6379
 
 
 @dataclass(frozen=True)
@@ -191,10 +195,23 @@ def seed_environment(clients: AwsClients, name: str, index: int) -> SeededEnviro
     )
     data_sg = ec2.create_security_group(
         GroupName=f"{name}-data",
-        Description="RDS and Redis: from the app tasks",
+        Description="RDS and Redis: from the private subnets",
         VpcId=vpc_id,
         TagSpecifications=_ec2_tag_spec("security-group", name, "data"),
     )["GroupId"]
+    # The common Terraform pattern: `cidr_blocks = module.vpc.private_subnets_cidr_blocks`.
+    ec2.authorize_security_group_ingress(
+        GroupId=data_sg,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": port,
+                "ToPort": port,
+                "IpRanges": [{"CidrIp": f"10.{index}.{i + 10}.0/24"} for i in range(len(azs))],
+            }
+            for port in (DB_PORT, REDIS_PORT)
+        ],
+    )
 
     elbv2 = clients.elbv2
     env_tags = _tags(name, "alb")

@@ -44,6 +44,7 @@ from phasegate.errors import ConfigError, PhasegateError
 from phasegate.home import generated_environments_dir, phasegate_home
 from phasegate.sandbox import terraform_seed
 from phasegate.sandbox.seed import seed_environment
+from phasegate.sandbox.strays import seed_strays
 
 log = structlog.get_logger("phasegate.sandbox")
 
@@ -167,8 +168,11 @@ def seed_sandbox(
     first_index: int = 1,
     via: str = "api",
     tiers: Mapping[str, str] | None = None,
+    strays: bool = False,
 ) -> list[Path]:
     """Seed today's architecture for each of `names` and write its config file; the files.
+    With `strays`, each also gets an unmanaged EC2 instance and a Lambda interface in its
+    private subnets (phasegate.sandbox.strays).
 
     `via` "terraform" applies terraform/ instead (phasegate.sandbox.terraform_seed), and the
     environment's config then uses the Terraform executor on that stack.
@@ -194,6 +198,8 @@ def seed_sandbox(
                 )
             else:
                 seed_environment(clients, name, first_index + offset)
+            if strays:
+                seed_strays(clients, name)
         if tiers and name in tiers:
             extra = {**(extra or {}), "tier": tiers[name]}
         paths.append(write_environment_file(name, endpoint, extra))
@@ -395,13 +401,14 @@ def _seed_into(
     first_index: int,
     via: str = "api",
     tiers: Mapping[str, str] | None = None,
+    strays: bool = False,
 ) -> SandboxState:
     """Seed `names` one by one, recording each in the state file as soon as it exists, so
     `down` removes exactly what was written even if a later one fails."""
     for index, name in enumerate(names, start=first_index):
         if name in state.environments:
             raise PhasegateError(f"sandbox environment {name!r} already exists")
-        seed_sandbox(state.endpoint, [name], first_index=index, via=via, tiers=tiers)
+        seed_sandbox(state.endpoint, [name], first_index=index, via=via, tiers=tiers, strays=strays)
         state = state.model_copy(update={"environments": [*state.environments, name]})
         _write_state(state)
     return state
@@ -418,6 +425,7 @@ def start_sandbox(
     latency: float = 0.0,
     via: str = "api",
     tiers: Mapping[str, str] | None = None,
+    strays: bool = False,
 ) -> SandboxState:
     """Start the sandbox daemon on `port` and seed `environments` environments (by API calls,
     or with `via` "terraform" by applying terraform/); with `tiers` (name -> tier, from
@@ -482,7 +490,7 @@ def start_sandbox(
         _wait_until_answering(child, port, wait, log_file)
         _write_state(state)
         log.debug("sandbox answering", pid=child.pid, port=port)
-        state = _seed_into(state, names, first_index=1, via=via, tiers=tiers)
+        state = _seed_into(state, names, first_index=1, via=via, tiers=tiers, strays=strays)
     except BaseException:
         with contextlib.suppress(PhasegateError):
             _terminate(child.pid, timeout=5.0)
