@@ -25,15 +25,13 @@ class Scaling(_Section):
     """`scaling.enable`: target tracking for the ECS service (or the EC2 Auto Scaling group).
 
     ECS keeps `min_capacity`-`max_capacity` tasks (the seed's 2-6); the EC2 group keeps
-    `ec2_min`-`ec2_max` instances (the seed's 1-5). Both track average CPU and the ALB's
-    requests per target. Scale-in waits `scale_in_cooldown_seconds` after a scaling activity,
-    so a short dip does not remove capacity that is needed a minute later.
+    `targets.asg_min`-`asg_max` instances (the seed's 1-5, phase 1's bounds). Both track
+    average CPU and the ALB's requests per target. Scale-in waits `scale_in_cooldown_seconds`
+    after a scaling activity, so a short dip does not remove capacity needed a minute later.
     """
 
     min_capacity: int = Field(default=2, ge=1)
     max_capacity: int = Field(default=6, ge=1)
-    ec2_min: int = Field(default=1, ge=1)
-    ec2_max: int = Field(default=5, ge=1)
     cpu_target_percent: float = Field(default=60.0, ge=1, le=100)
     requests_per_target: float = Field(default=1000.0, gt=0)
     scale_in_cooldown_seconds: int = Field(default=300, ge=0, le=3600)
@@ -46,8 +44,6 @@ class Scaling(_Section):
             raise ValueError(
                 f"min_capacity ({self.min_capacity}) is above max_capacity ({self.max_capacity})"
             )
-        if self.ec2_min > self.ec2_max:
-            raise ValueError(f"ec2_min ({self.ec2_min}) is above ec2_max ({self.ec2_max})")
         return self
 
 

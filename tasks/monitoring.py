@@ -126,7 +126,7 @@ class MonitoringEnable(Step):
                     f"{', '.join(g.name for g in groups) or 'none'}"
                 )
             compute = {"compute": "ec2", "autoscaling_group": groups[0].name,
-                       "max_capacity": config.scaling.ec2_max}  # fmt: skip
+                       "max_capacity": config.targets.asg_max}  # fmt: skip
             group_tgs = groups[0].target_groups
         else:
             if len(services) != 1:

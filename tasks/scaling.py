@@ -7,9 +7,10 @@ count), paid for around the clock and unable to absorb a burst. Phase 2 lets AWS
   DesiredCount (`scaling.min_capacity`-`max_capacity`, default 2-6) with two target-tracking
   policies, ECSServiceAverageCPUUtilization and ALBRequestCountPerTarget, each with the
   config's scale-in and scale-out cooldowns;
-- EC2 (`ec2-asg-graviton`): the Auto Scaling group's MinSize/MaxSize (`scaling.ec2_min`-
-  `ec2_max`, default 1-5) with ASGAverageCPUUtilization and ALBRequestCountPerTarget policies,
-  and group metrics collection (GroupInServiceInstances) so monitoring can alarm at max.
+- EC2 (`ec2-asg-graviton`): the Auto Scaling group's MinSize/MaxSize (`targets.asg_min`-
+  `asg_max`, default 1-5, the bounds phase 1 created it with) with ASGAverageCPUUtilization
+  and ALBRequestCountPerTarget policies, and group metrics collection
+  (GroupInServiceInstances) so monitoring can alarm at max.
   EC2 Auto Scaling target tracking has no cooldowns; it waits `instance_warmup_seconds`.
 
 The desired count is never lowered by the change itself: the plan refuses when the service
@@ -246,8 +247,9 @@ class ScalingEnable(Step):
                 },
             }
         warmup = {"warmup": cfg.instance_warmup_seconds}
+        targets = self.ctx.config.targets
         return {
-            "target": {"min": cfg.ec2_min, "max": cfg.ec2_max},
+            "target": {"min": targets.asg_min, "max": targets.asg_max},
             "metrics": sorted(GROUP_METRICS),
             "policies": {
                 names["cpu"]: {
@@ -271,7 +273,7 @@ class ScalingEnable(Step):
             return None
         bounds = desired["target"]
         if obs.desired_count > bounds["max"]:
-            field = "scaling.ec2_max" if obs.kind == "ec2" else "scaling.max_capacity"
+            field = "targets.asg_max" if obs.kind == "ec2" else "scaling.max_capacity"
             raise StepRefused(
                 f"{self.ctx.config.name}: {self.id}: {obs.resource} runs {obs.desired_count}, "
                 f"above {field} ({bounds['max']}); autoscaling would lower it at once. "

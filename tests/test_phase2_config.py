@@ -16,7 +16,6 @@ from phasegate.errors import ConfigError
 def test_defaults_are_the_seed_s(seeded: EnvironmentConfig) -> None:
     scaling, monitoring, database = seeded.scaling, seeded.monitoring, seeded.database
     assert (scaling.min_capacity, scaling.max_capacity, scaling.cpu_target_percent) == (2, 6, 60)
-    assert (scaling.ec2_min, scaling.ec2_max) == (1, 5)
     assert (monitoring.monthly_budget_usd, monitoring.budget_margin_percent) == (None, 20)
     assert (database.reboot, database.memory_per_connection_mib) == ("never", 9.09)
 
@@ -26,7 +25,7 @@ def test_defaults_are_the_seed_s(seeded: EnvironmentConfig) -> None:
     [
         ("scaling", {"min_capacity": 7, "max_capacity": 6}, "scaling",
          "min_capacity (7) is above max_capacity (6)"),
-        ("scaling", {"ec2_min": 6}, "scaling", "ec2_min (6) is above ec2_max (5)"),
+        ("targets", {"asg_min": 6}, "targets", "asg_min (6) is above asg_max (5)"),
         ("scaling", {"cpu_target_percent": 150}, "scaling.cpu_target_percent", "100"),
         ("scaling", {"cpu_target_percent": 0}, "scaling.cpu_target_percent", "1"),
         ("monitoring", {"emails": ["ops@example.com", "not-an-email"]}, "monitoring.emails",

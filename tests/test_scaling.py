@@ -134,8 +134,7 @@ def test_refuses_to_lower_the_running_count(
 def test_ec2_group_bounds_policies_and_rollback(
     seeded: EnvironmentConfig, sandbox: str, tmp_path: Path
 ) -> None:
-    config = config_with(tmp_path, sandbox, targets={"compute": "ec2-asg-graviton"},
-                         scaling={"ec2_min": 2, "ec2_max": 4})  # fmt: skip
+    config = config_with(tmp_path, sandbox, targets={"compute": "ec2-asg-graviton"})
     ctx = StepContext.for_environment(config)
     execute(GravitonCompute(ctx), key="phase1")
     autoscaling = ctx.clients.autoscaling
@@ -146,12 +145,15 @@ def test_ec2_group_bounds_policies_and_rollback(
         )["AutoScalingGroups"][0]
 
     assert (group()["MinSize"], group()["MaxSize"]) == (1, 5)
+    # Someone narrowed the group by hand after phase 1: scaling.enable widens it back to
+    # targets.asg_min-asg_max, and its rollback restores the narrowed bounds.
+    autoscaling.update_auto_scaling_group(AutoScalingGroupName="demo-app-graviton", MaxSize=3)
     step = ScalingEnable(ctx)
 
     record = execute(step, key="t")
 
     assert record.outcome == "applied"
-    assert (group()["MinSize"], group()["MaxSize"], group()["DesiredCapacity"]) == (2, 4, 2)
+    assert (group()["MinSize"], group()["MaxSize"], group()["DesiredCapacity"]) == (1, 5, 2)
     policies = {
         p["PolicyName"]: p
         for p in autoscaling.describe_policies(AutoScalingGroupName="demo-app-graviton")[
@@ -177,7 +179,7 @@ def test_ec2_group_bounds_policies_and_rollback(
 
     undo(step)
 
-    assert (group()["MinSize"], group()["MaxSize"]) == (1, 5)
+    assert (group()["MinSize"], group()["MaxSize"]) == (1, 3)
     assert (
         autoscaling.describe_policies(AutoScalingGroupName="demo-app-graviton")["ScalingPolicies"]
         == []
