@@ -29,8 +29,8 @@ def check_before_phase(config: EnvironmentConfig, phase: int) -> str | None:
     itself fails (uninitialized, locked, provider error)."""
     if config.executor.via != "terraform":
         return None
-    stack = stack_for(config.terraform, config.source, config.name)
     where = f"{config.name}: phase {phase}: Terraform drift check"
+    stack = stack_for(config.terraform, config.source, where)
     try:
         with stack_lock(stack.directory):
             stack.select_workspace()

@@ -50,26 +50,26 @@ class TerraformObservation(Observation):
     inner_change: Change | None = None
 
 
-def stack_for(settings: TerraformSettings, source: Path | None, environment: str) -> Stack:
-    """The environment's stack; a missing directory or var file is bad input (exit 2)."""
+def stack_for(settings: TerraformSettings, source: Path | None, where: str) -> Stack:
+    """The environment's stack; a missing directory or var file is bad input (exit 2), its
+    message starting with `where` (the environment, and the step or phase asking)."""
     if settings.dir is None:
-        raise ConfigError(f"{environment}: executor is terraform but terraform.dir is not set")
+        raise ConfigError(f"{where}: executor is terraform but terraform.dir is not set")
     base = source.parent if source else Path.cwd()
     directory = settings.dir if settings.dir.is_absolute() else base / settings.dir
     if not directory.is_dir() or not any(directory.glob("*.tf")):
         raise ConfigError(
-            f"{environment}: terraform.dir {directory} is not a Terraform directory "
-            "(no *.tf files there)"
+            f"{where}: terraform.dir {directory} is not a Terraform directory (no *.tf files there)"
         )
     var_file = settings.var_file
     if var_file is not None and not var_file.is_absolute():
         var_file = base / var_file
     if var_file is not None and not var_file.is_file():
-        raise ConfigError(f"{environment}: terraform.var_file {var_file} does not exist")
+        raise ConfigError(f"{where}: terraform.var_file {var_file} does not exist")
     try:
         engine = Engine(directory, settings.workspace, settings.binary)
     except TerraformError as exc:
-        raise ConfigError(f"{environment}: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
     return Stack(engine, var_file=var_file)
 
 
@@ -77,17 +77,17 @@ class TerraformStep(Step):
     """`inner`'s change made through the environment's Terraform stack (see the module)."""
 
     def __init__(self, inner: Step) -> None:
-        super().__init__(inner.ctx)
         self.inner = inner
         self.id = inner.id  # type: ignore[misc]
         self.phase = inner.phase  # type: ignore[misc]
         self.title = inner.title  # type: ignore[misc]
         self.after = inner.after  # type: ignore[misc]
-        self.log = inner.log
+        self.iam_actions = inner.iam_actions  # type: ignore[misc]
+        super().__init__(inner.ctx)
         config = inner.ctx.config
         self.settings = config.terraform
         self.where = f"{config.name}: step {inner.id}"
-        self.stack = stack_for(self.settings, config.source, config.name)
+        self.stack = stack_for(self.settings, config.source, self.where)
         self._saved: tuple[str, Path] | None = None  # (change digest, saved plan file)
         self._check_variables()
 
@@ -137,12 +137,9 @@ class TerraformStep(Step):
 
     def _saved_plan(self, decisions: dict[str, Any]) -> tuple[Path, PlanSummary]:
         plan_file = self._plan_file()
-        try:
-            with stack_lock(self.stack.directory):
-                self.stack.select_workspace()
-                summary = self.stack.plan(plan_file, self._named(decisions))
-        except TerraformError as exc:
-            raise TerraformError(f"{self.where}: {exc}", exc.locked) from None
+        with stack_lock(self.stack.directory):
+            self.stack.select_workspace()
+            summary = self.stack.plan(plan_file, self._named(decisions))
         return plan_file, summary
 
     def plan(self, obs: Observation) -> Change | None:
@@ -181,23 +178,16 @@ class TerraformStep(Step):
                 f"{self.where}: Terraform now plans {summary.lines() or 'no changes'}, not the "
                 "approved plan; nothing was applied, plan and approve again"
             )
-        try:
-            with stack_lock(self.stack.directory):
-                self.stack.apply_saved(plan_file)
-        except TerraformError as exc:
-            raise TerraformError(f"{self.where}: {exc}", exc.locked) from None
+        with stack_lock(self.stack.directory):
+            self.stack.apply_saved(plan_file)
         self.stack.write_variables({**self.stack.variables(), **self._named(decisions)})
         return summary.model_dump()
 
     def apply(self, change: Change) -> dict[str, Any]:
         desired = change.desired["variables"]
         if self._saved is not None and self._saved[0] == change.digest():
-            plan_file = self._saved[1]
-            try:
-                with stack_lock(self.stack.directory):
-                    self.stack.apply_saved(plan_file)
-            except TerraformError as exc:
-                raise TerraformError(f"{self.where}: {exc}", exc.locked) from None
+            with stack_lock(self.stack.directory):
+                self.stack.apply_saved(self._saved[1])
             self.stack.write_variables({**self.stack.variables(), **self._named(desired)})
             plan = change.desired["plan"]
         else:  # resumed or approved earlier: plan again, and only the approved plan goes
@@ -238,12 +228,9 @@ class TerraformStep(Step):
         self._apply_variables(before, None)
 
     def verify_rollback(self, record: Record) -> None:
-        try:
-            with stack_lock(self.stack.directory):
-                self.stack.select_workspace()
-                pending, what = self.stack.drifted()
-        except TerraformError as exc:
-            raise TerraformError(f"{self.where}: {exc}", exc.locked) from None
+        with stack_lock(self.stack.directory):
+            self.stack.select_workspace()
+            pending, what = self.stack.drifted()
         if pending:
             raise VerificationFailed.of(
                 self.where, {"terraform.plan": diff_entry("no changes", what)}

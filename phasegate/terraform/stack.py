@@ -66,8 +66,11 @@ class PlanSummary(BaseModel):
         """`terraform: update module.rds.aws_db_instance.this`, one per resource."""
         out = []
         for r in self.resources:
-            verb = "replace" if {"delete", "create"} <= set(r.actions) else r.actions[-1]
-            flag = " (DANGEROUS: data may be lost)" if r.dangerous else ""
+            replace = {"delete", "create"} <= set(r.actions)
+            verb = "replace" if replace else r.actions[-1]
+            flag = ""
+            if r.dangerous:
+                flag = " (DANGEROUS: replaced)" if replace else " (DANGEROUS: destroys data)"
             out.append(f"terraform {verb} {r.address}{flag}")
         return out
 
