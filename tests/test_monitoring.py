@@ -167,6 +167,38 @@ def test_monitoring_enable_end_to_end(config: EnvironmentConfig, sandbox: str) -
     assert snapshot(ctx) == before
 
 
+def test_a_new_budget_amount_updates_the_budget_and_rollback_walks_back(
+    config: EnvironmentConfig, sandbox: str, tmp_path: Path
+) -> None:
+    ctx = StepContext.for_environment(config)
+    execute(MonitoringEnable(ctx), key="t")
+    richer = parse_environment(
+        write_environment(
+            tmp_path,
+            "demo",
+            sandbox,
+            monitoring={**config.monitoring.model_dump(), "monthly_budget_usd": 350},
+        )
+    )
+    ctx2 = StepContext.for_environment(richer)
+    clear_calls(sandbox)
+
+    record = execute(MonitoringEnable(ctx2), key="t2")
+
+    assert record.outcome == "applied"
+    assert "budgets:UpdateBudget" in mutating_calls(sandbox)
+    assert "budgets:CreateBudget" not in mutating_calls(sandbox)
+    budget = ctx2.clients.budgets.describe_budget(
+        AccountId="123456789012", BudgetName="demo-monthly"
+    )
+    assert budget["Budget"]["BudgetLimit"]["Amount"] == "350.00"
+
+    undo(MonitoringEnable(ctx2))
+
+    assert ctx2.clients.budgets.describe_budgets(AccountId="123456789012").get("Budgets", []) == []
+    assert alarms(ctx2) == {}
+
+
 def test_an_alarm_changed_by_hand_is_drift(config: EnvironmentConfig) -> None:
     ctx = StepContext.for_environment(config)
     step = MonitoringEnable(ctx)

@@ -82,6 +82,8 @@ def test_ecs_target_and_both_policies_with_the_config_values(
         and "/targetgroup/demo-app/" in (spec["ResourceLabel"])
     )
     assert requests_["TargetValue"] == 750
+    tags = aas(ctx).list_tags_for_resource(ResourceARN=target["ScalableTargetARN"])["Tags"]
+    assert tags == {"Environment": "demo", "phasegate:created-by": "scaling.enable"}
     assert set(record.api_actions) <= set(step.iam_actions)
 
     clear_calls(sandbox)

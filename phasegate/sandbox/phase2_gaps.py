@@ -2,8 +2,12 @@
 
 - Auto Scaling DisableMetricsCollection: not implemented (HTTP 500); scaling.enable's
   rollback calls it to undo the group metrics it enabled. Applied to moto's group.
-- Budgets DescribeSubscribersForNotification: not implemented (HTTP 500); monitoring.enable's
-  verify reads where each budget notification goes. Answered from moto's stored budget.
+- Budgets DescribeSubscribersForNotification and UpdateBudget: not implemented (HTTP 500);
+  monitoring.enable's verify reads where each budget notification goes, and a changed budget
+  amount is an update. Answered from, and applied to, moto's stored budget.
+- Application Auto Scaling tags: moto drops RegisterScalableTarget's Tags and lacks
+  ListTagsForResource, TagResource and UntagResource. The front keeps the tags on moto's
+  scalable target (they go with it when it is deregistered or moto is reset).
 - RDS ModifyDBInstance with a new DBParameterGroupName, and RebootDBInstance: moto reports the
   group `in-sync` at once. On AWS a newly attached group (and a static parameter in it) waits
   for a reboot: `pending-reboot` until RebootDBInstance. The front keeps that status per
@@ -85,6 +89,59 @@ def _budget_subscribers(environ: dict[str, Any], start: Any) -> list:
     return _answer(start, "200 OK", "application/x-amz-json-1.1", body)
 
 
+def _update_budget(environ: dict[str, Any], start: Any) -> list:
+    from moto.budgets.models import budgets_backends
+
+    request = json.loads(_body(environ) or b"{}")
+    new = request.get("NewBudget", {})
+    backend = budgets_backends[account_and_region(environ)[0]]["aws"]
+    budget = backend.budgets[request.get("AccountId", "")].get(new.get("BudgetName", ""))
+    if budget is None:
+        body = json.dumps({"__type": "NotFoundException", "Message": "no such budget"}).encode()
+        return _answer(start, "400 Bad Request", "application/x-amz-json-1.1", body)
+    budget.budget.update(new)
+    return _answer(start, "200 OK", "application/x-amz-json-1.1", b"{}")
+
+
+def _scalable_targets(environ: dict[str, Any]) -> list[Any]:
+    from moto.applicationautoscaling.models import applicationautoscaling_backends
+
+    account, region = account_and_region(environ)
+    backend = applicationautoscaling_backends[account][region]
+    return [t for by_id in backend.targets.values() for t in by_id.values()]
+
+
+def _scaling_tags(
+    environ: dict[str, Any], action: str, moto: Callable[..., Iterable[bytes]], start: Any
+) -> Iterable[bytes]:
+    """Tags of Application Auto Scaling targets, kept on moto's target objects."""
+    request = json.loads(_body(environ) or b"{}")
+    if action == "RegisterScalableTarget":
+        answer = list(moto(environ, start))
+        for target in _scalable_targets(environ):
+            if target.resource_id == request.get("ResourceId") and not hasattr(
+                target, "phasegate_tags"
+            ):
+                target.phasegate_tags = dict(request.get("Tags") or {})
+        return answer
+    arn = request.get("ResourceARN", "")
+    target = next((t for t in _scalable_targets(environ) if t.arn == arn), None)
+    ctype = "application/x-amz-json-1.1"
+    if target is None:
+        body = json.dumps(
+            {"__type": "ResourceNotFoundException", "Message": f"{arn} not found"}
+        ).encode()
+        return _answer(start, "400 Bad Request", ctype, body)
+    tags = getattr(target, "phasegate_tags", {})
+    if action == "TagResource":
+        target.phasegate_tags = {**tags, **request.get("Tags", {})}
+    elif action == "UntagResource":
+        target.phasegate_tags = {k: v for k, v in tags.items() if k not in request["TagKeys"]}
+    else:
+        return _answer(start, "200 OK", ctype, json.dumps({"Tags": tags}).encode())
+    return _answer(start, "200 OK", ctype, b"{}")
+
+
 def _note_parameter_group(environ: dict[str, Any], action: str, params: dict) -> None:
     account, region = account_and_region(environ)
     identifier = params.get("DBInstanceIdentifier", [""])[0]
@@ -151,6 +208,15 @@ class Phase2Gaps:
             return _disable_metrics(environ, params, start_response)
         if service == "budgets" and action == "DescribeSubscribersForNotification":
             return _budget_subscribers(environ, start_response)
+        if service == "budgets" and action == "UpdateBudget":
+            return _update_budget(environ, start_response)
+        if service == "application-autoscaling" and action in (
+            "RegisterScalableTarget",
+            "ListTagsForResource",
+            "TagResource",
+            "UntagResource",
+        ):
+            return _scaling_tags(environ, action, self.moto, start_response)
         if service == "rds" and action in ("ModifyDBInstance", "RebootDBInstance"):
             _note_parameter_group(environ, action, params)
             return _rewrite_apply_status(environ, self.moto, start_response)
