@@ -62,6 +62,7 @@ class MonitoringObservation(Observation):
 
     watched: Watched
     account: str
+    partition: str  # "aws", "aws-cn", "aws-us-gov": the topic ARN's first part
     current: dict[str, Any]
 
 
@@ -281,9 +282,13 @@ class MonitoringEnable(Step):
 
     def observe(self) -> MonitoringObservation:
         watched = self._watched()
-        account = self.clients.sts.get_caller_identity()["Account"]
+        caller = self.clients.sts.get_caller_identity()
+        account = caller["Account"]
         return MonitoringObservation(
-            watched=watched, account=account, current=self._current(watched, account)
+            watched=watched,
+            account=account,
+            partition=caller["Arn"].split(":", 2)[1],
+            current=self._current(watched, account),
         )
 
     # -- planning ------------------------------------------------------------------------
@@ -299,7 +304,7 @@ class MonitoringEnable(Step):
     def desired(self, obs: MonitoringObservation) -> dict[str, Any]:
         config = self.ctx.config
         region = config.aws.region
-        topic = f"arn:aws:sns:{region}:{obs.account}:{self.names['topic']}"
+        topic = f"arn:{obs.partition}:sns:{region}:{obs.account}:{self.names['topic']}"
         periods = config.monitoring.thresholds.evaluation_minutes
         wanted_alarms = {
             name: {**alarm, "periods": periods, "actions": [topic], "ok_actions": [topic]}

@@ -88,6 +88,9 @@ class ScalingEnable(Step):
         "application-autoscaling:PutScalingPolicy",
         "application-autoscaling:DeleteScalingPolicy",
         "application-autoscaling:TagResource",
+        # The first ECS target of an account creates Application Auto Scaling's
+        # service-linked role (AWSServiceRoleForApplicationAutoScaling_ECSService).
+        "iam:CreateServiceLinkedRole",
     )
 
     @property
