@@ -211,3 +211,33 @@ def test_an_alarm_changed_by_hand_is_drift(config: EnvironmentConfig) -> None:
 
     assert verdict == "drifted"
     assert error is not None and "demo.alarms" in error.diff
+
+
+def test_a_failure_mid_apply_is_resumed_or_rolled_back_from_its_progress(
+    config: EnvironmentConfig, sandbox: str
+) -> None:
+    """CreateBudget refused after the topic, dashboard and alarms exist: the ledger holds the
+    progress, a rollback removes exactly that, and a re-run resumes to the end."""
+    from phasegate.ledger import Ledger
+    from phasegate.lifecycle import StepFailed
+
+    ctx = StepContext.for_environment(config)
+    before = snapshot(ctx)
+    fault = {"action": "CreateBudget", "code": "AccessDeniedException", "status": 400}
+    requests.post(f"{sandbox}/_phasegate/faults", json=fault, timeout=10).raise_for_status()
+
+    with pytest.raises(StepFailed, match="CreateBudget"):
+        execute(MonitoringEnable(ctx), key="t")
+
+    requests.delete(f"{sandbox}/_phasegate/faults", timeout=10).raise_for_status()
+    half = snapshot(ctx)
+    assert half["alarms"] and half["dashboards"] and half["budgets"] == []
+    outcomes = [r.outcome for r in Ledger(config).chain(2, "monitoring.enable")]
+    assert outcomes[0] == "intent" and "applied" not in outcomes and "progress" in outcomes
+
+    undo(MonitoringEnable(ctx))
+    assert snapshot(ctx) == before
+
+    resumed = execute(MonitoringEnable(ctx), key="t2")
+    assert resumed.outcome == "applied"
+    assert snapshot(ctx)["budgets"] == ["demo-monthly"]
