@@ -322,7 +322,8 @@ class DatabaseConnections(Step):
 
     def rollback(self, record: Record) -> None:
         """Attach the group from before (rebooting only as the config allows), then delete
-        the group this step created."""
+        the group this step created, or put back the values of one that was there (a
+        parameter it did not have before stays set: unsetting needs ResetDBParameterGroup)."""
         before = record.change.before if record.change else record.before
         rds = self.clients.rds
         for identifier, was in before.items():
@@ -344,6 +345,18 @@ class DatabaseConnections(Step):
             )
             if name and not was["tuned_existed"]:
                 self._delete_if_ours(name)
+            elif name and was["tuned_values"]:  # the group was there: put its values back
+                rds.modify_db_parameter_group(
+                    DBParameterGroupName=name,
+                    Parameters=[
+                        {
+                            "ParameterName": key,
+                            "ParameterValue": value,
+                            "ApplyMethod": "pending-reboot" if key in STATIC else "immediate",
+                        }
+                        for key, value in was["tuned_values"].items()
+                    ],
+                )
 
     def _delete_if_ours(self, name: str) -> None:
         group = self._group(name)

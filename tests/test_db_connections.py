@@ -167,3 +167,27 @@ def test_bad_database_values_name_the_field(
     with pytest.raises(ConfigError) as bad:
         parse_environment(path)
     assert str(bad.value).startswith(f"{path}: {field}: ") or f": {field}: " in str(bad.value)
+
+
+def test_a_group_that_was_there_keeps_its_old_values_after_rollback(
+    seeded: EnvironmentConfig, sandbox: str
+) -> None:
+    ctx = StepContext.for_environment(seeded)
+    rds = ctx.clients.rds
+    rds.create_db_parameter_group(
+        DBParameterGroupName=GROUP, DBParameterGroupFamily="postgres16", Description="by hand"
+    )
+    rds.modify_db_parameter_group(DBParameterGroupName=GROUP, Parameters=[
+        {"ParameterName": "max_connections", "ParameterValue": "50",
+         "ApplyMethod": "pending-reboot"}])  # fmt: skip
+    step = DatabaseConnections(ctx)
+
+    execute(step, key="t")
+    assert values(ctx)["max_connections"] == "112"
+    assert attached(ctx)["DBParameterGroupName"] == GROUP
+
+    undo(step)
+
+    assert attached(ctx)["DBParameterGroupName"] == "default.postgres16"
+    assert GROUP in groups(ctx)  # not ours to delete
+    assert values(ctx)["max_connections"] == "50"
