@@ -9,7 +9,7 @@ from conftest import free_port, write_environment
 from typer.testing import CliRunner
 
 from phasegate.cli import app
-from phasegate.config import load_environment, parse_environment
+from phasegate.config import EnvironmentConfig, load_environment, parse_environment
 from phasegate.errors import ConfigError
 from phasegate.fleet import (
     FleetSettings,
@@ -150,3 +150,17 @@ def test_sandbox_up_tiers_seeds_a_fleet_with_each_tier() -> None:
         assert names(select_environments(["name=prod-*", "tier=prod"])) == ["prod-1"]
     finally:
         stop_sandbox()
+
+
+def test_fleet_plan_shows_waves_and_each_environments_planned_delta(
+    seeded: EnvironmentConfig, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(
+        app, ["fleet", "plan", "--phases", "1", "--environments-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    [row] = [line for line in result.output.splitlines() if " demo " in line]
+    wave, name, tier, changes, delta = (cell.strip() for cell in row.strip("│ ").split("│"))
+    assert (wave, name, tier) == ("dev", "demo", "dev")
+    assert int(changes) >= 4 and float(delta.replace(",", "")) < 0, row
+    assert "1 environments in 1 waves; max_concurrency 10" in " ".join(result.output.split())
