@@ -264,6 +264,12 @@ class DatabaseConnections(Step):
                 rds.reboot_db_instance(DBInstanceIdentifier=identifier)
                 self.progress(**{identifier: {"rebooted": True}})
                 state = self._wait_available(identifier, "to reboot", kind="rds_reboot")
+            if state["apply_status"] == "pending-reboot" and self.log is not None:
+                self.log.warning(
+                    "database.pending_reboot",
+                    resource=identifier,
+                    detail="max_connections and the new group apply at the next reboot",
+                )
             after[identifier] = {
                 "parameter_group": name,
                 "parameters": want["parameters"],
