@@ -1,0 +1,162 @@
+"""A fleet of 1, 10 and 50 environments at max_concurrency 10 on one sandbox.
+
+One in-process sandbox holds 50 seeded dev environments (a simulator publishes their gate
+metrics); a local Prefect server (`phasegate server up`) and one process worker (`--limit
+10`) run the environments' deployment runs. The fleet flow runs phase 1 over the first 1, 10
+and 50 of them in turn, each time on environments not migrated before. Printed from this one
+run: each fleet's wall time, wall(10)/wall(1) and wall(50)/wall(1) (target: at most 5), and
+the peak resident memory of every process of the run together, sampled every 0.5 s: this
+process, the server, the worker and its flow-run processes (target: under 1.5 GB).
+
+    .venv/bin/python bench/fleet.py [--sizes 1,10,50]
+"""
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+from sandbox_env import free_port
+
+from flows.fleet import fleet
+from phasegate.aws import AwsClients
+from phasegate.config import AwsSettings, parse_environment
+from phasegate.fleet import FleetSettings
+from phasegate.local_server import start_server, stop_server
+from phasegate.sandbox.app import SandboxServer
+from phasegate.sandbox.seed import seed_environment
+from phasegate.sandbox.simulator import WorkloadSimulator
+
+REPO = Path(__file__).resolve().parent.parent
+RATIO_TARGET, RSS_TARGET_GB = 5.0, 1.5
+
+
+def tree_rss_bytes(root: int) -> int:
+    """Resident memory of `root` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        line = next((x for x in status.splitlines() if x.startswith("VmRSS:")), "VmRSS: 0 kB")
+        rss[pid] = int(line.split()[1]) * 1024
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack += children.get(pid, [])
+    return total
+
+
+class PeakRss:
+    """Samples this process tree's resident memory every 0.5 s; `peak` is the highest."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.peak = max(self.peak, tree_rss_bytes(os.getpid()))
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def write_environments(folder: Path, url: str, count: int) -> list:
+    clients = AwsClients(AwsSettings(endpoint_url=url))
+    configs = []
+    for index in range(1, count + 1):
+        name = f"fleet-{index:02d}"
+        seed_environment(clients, name, index)
+        path = folder / f"{name}.yaml"
+        data = {
+            "name": name,
+            "tier": "dev",
+            "aws": {"region": "us-east-1", "endpoint_url": url},
+            "discovery": {"tags": {"Environment": name}},
+            "executor": {"result_storage": str(folder.parent / "results")},
+            "gates": {"interval_seconds": 0.2, "count": 2, "lookback_minutes": 5},
+            "phases": {"enabled": [1]},
+        }
+        path.write_text(yaml.safe_dump(data))
+        configs.append(parse_environment(path))
+    return configs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1,10,50")
+    sizes = [int(n) for n in parser.parse_args().sizes.split(",")]
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    home = Path(os.environ["PHASEGATE_HOME"])
+    sandbox = SandboxServer(free_port()).start()
+    (home / "seeded").mkdir()
+    configs = write_environments(home / "seeded", sandbox.url, sum(sizes))
+    simulator = WorkloadSimulator(lambda: configs, tick_seconds=1.0).start()
+    prefect = start_server()
+    os.environ["PREFECT_API_URL"] = prefect.api_url
+    pool = "bench-fleet"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--limit", "10"],
+        cwd=REPO, env={**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "1"},
+        stdout=(home / "worker.log").open("w"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    walls: dict[int, float] = {}
+    settings = FleetSettings(max_concurrency=10, work_pool=pool, poll_seconds=0.5)
+    first = 0
+    try:
+        with PeakRss() as memory:
+            for size in sizes:
+                folder = home / f"fleet-of-{size}"
+                folder.mkdir()
+                for config in configs[first : first + size]:
+                    assert config.source is not None
+                    (folder / config.source.name).write_text(config.source.read_text())
+                first += size
+                start = time.perf_counter()
+                summary = fleet([], [1], settings, [str(folder)])
+                walls[size] = time.perf_counter() - start
+                assert summary.succeeded, summary.failure_lines()
+    finally:
+        worker.send_signal(signal.SIGINT)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+        simulator.stop()
+        stop_server()
+        sandbox.stop()
+    one = walls[sizes[0]]
+    print(f"{'environments':>12}{'wall s':>10}{'x one':>8}")
+    for size, wall in walls.items():
+        print(f"{size:>12}{wall:>10.1f}{wall / one:>8.2f}")
+    peak_gb = memory.peak / 1024**3
+    print(f"peak RSS of every process together: {peak_gb:.2f} GB (target < {RSS_TARGET_GB})")
+    ratio = walls[sizes[-1]] / one
+    print(f"wall({sizes[-1]}) / wall({sizes[0]}): {ratio:.2f} (target <= {RATIO_TARGET})")
+    return 0 if ratio <= RATIO_TARGET and peak_gb < RSS_TARGET_GB else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
