@@ -45,8 +45,10 @@ resource "aws_lb" "this" {
   tags                       = merge(var.tags, { Name = "${var.name}-alb" })
 }
 
+# A new target type is a new target group: its own name, created (and the listener moved to
+# it) before the old one goes, since a group a listener forwards to cannot be deleted.
 resource "aws_lb_target_group" "app" {
-  name        = "${var.name}-app"
+  name        = var.target_type == "ip" ? "${var.name}-app" : "${var.name}-app-${var.target_type}"
   port        = var.app_port
   protocol    = "HTTP"
   vpc_id      = var.vpc_id
@@ -55,6 +57,10 @@ resource "aws_lb_target_group" "app" {
 
   health_check {
     path = "/health"
+  }
+
+  lifecycle {
+    create_before_destroy = true
   }
 }
 
