@@ -27,7 +27,8 @@ from phasegate.steps import StepContext
 from tasks.approvals import resume_with
 from tasks.compute import GravitonCompute
 
-pytestmark = pytest.mark.usefixtures("prefect_client_env")
+# Flows on a real Prefect server: minutes on a loaded 2-core machine, not seconds.
+pytestmark = [pytest.mark.usefixtures("prefect_client_env"), pytest.mark.timeout(600)]
 
 FAST_GATE = {"interval_seconds": 0.2, "count": 3, "lookback_minutes": 5}
 TOPIC = "arn:aws:sns:us-east-1:123456789012:demo-alerts"
