@@ -9,6 +9,8 @@ state locking). Product code and terraform/ itself never know about the sandbox.
 
 The app's multi-arch image is pushed to ECR first (CI's job on a real account); Terraform gets
 its URI as `app_image`. Provider installation follows the user's Terraform CLI config.
+The provider retries a call 3 times (a connection the busy local server dropped is retried;
+a call moto lacks still fails within a minute instead of the default's many minutes).
 """
 
 import json
@@ -70,7 +72,7 @@ provider "aws" {{
   skip_metadata_api_check     = true
   skip_requesting_account_id  = false
   s3_use_path_style           = true
-  max_retries                 = 1
+  max_retries                 = 3
 
   endpoints {{
 {endpoints}
