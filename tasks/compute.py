@@ -32,6 +32,8 @@ from typing import Any
 
 from phasegate.inventory import (
     AUTOSCALING_IAM_ACTIONS,
+    CACHE_IAM_ACTIONS,
+    DATABASE_IAM_ACTIONS,
     LOAD_BALANCER_IAM_ACTIONS,
     SERVICE_IAM_ACTIONS,
     VPC_IAM_ACTIONS,
@@ -49,6 +51,7 @@ from tasks.compute_common import (
 )
 from tasks.compute_ec2 import DESIRED_BEFORE_TAG, Ec2AutoScalingGraviton, user_data
 from tasks.compute_fargate import FargateArm64, registrable
+from tasks.data_access import DATA_ACCESS_IAM_ACTIONS
 
 __all__ = [
     "CREATED_BY_TAG",
@@ -107,6 +110,14 @@ class GravitonCompute(Step):
         "iam:PutRolePolicy",
         "iam:DeleteRolePolicy",
         "iam:ListRolePolicies",
+        "iam:GetRolePolicy",
+        "iam:ListAttachedRolePolicies",
+        "iam:AttachRolePolicy",
+        "iam:DetachRolePolicy",
+        # the data stores admit the instances' security group (tasks.data_access)
+        *DATABASE_IAM_ACTIONS,
+        *CACHE_IAM_ACTIONS,
+        *DATA_ACCESS_IAM_ACTIONS,
         "iam:DeleteRole",
         "iam:GetInstanceProfile",
         "iam:CreateInstanceProfile",

@@ -3,6 +3,10 @@
 An Auto Scaling group of ``targets.ec2_instance_type`` instances that run the same image with
 Docker, in their own instance target group; once they are healthy the ALB listener forwards to
 them and the ECS service is scaled to 0 (kept, so rollback is a scale-up and a listener switch).
+The instances run the container as ECS ran it (tasks.ec2_boot): the task role's policies on the
+instance role, the same log group, the health check, secrets read at boot, IMDSv2 only; and
+the data stores admit their new security group as they admit the private subnets
+(tasks.data_access), journaled and revoked by rollback before the group is deleted.
 Everything it creates has a deterministic name (`names()`) and the created-by tag; rollback
 deletes only what carries it.
 """
@@ -10,11 +14,10 @@ deletes only what carries it.
 import base64
 import hashlib
 import json
-import shlex
 from typing import Any
 
 from phasegate.errors import AwsCallError
-from phasegate.inventory import AutoScalingGroup, Discovery, EcsService, LoadBalancer
+from phasegate.inventory import AutoScalingGroup, Discovery, EcsService, Inventory, LoadBalancer
 from phasegate.steps import (
     Change,
     Record,
@@ -23,12 +26,19 @@ from phasegate.steps import (
     StepRefused,
     VerificationFailed,
 )
+from tasks import data_access
 from tasks.compute_common import (
     CREATED_BY_TAG,
     EC2,
     ComputeObservation,
     ComputeTarget,
-    parse_ecr_image,
+)
+from tasks.ec2_boot import (
+    METADATA_HOP_LIMIT,
+    boot_policy,
+    data_store_cidrs,
+    log_refusal,
+    user_data,
 )
 from tasks.security_groups import delete_security_group
 
@@ -89,40 +99,6 @@ def forward_targets(actions: list[dict[str, Any]]) -> set[str]:
         for group in action.get("ForwardConfig", {}).get("TargetGroups", []):
             arns.add(group["TargetGroupArn"])
     return arns
-
-
-def user_data(container: dict[str, Any], port: int) -> str:
-    """The instances' boot script: run the task definition's container with Docker.
-
-    The ECS-optimized AMI has Docker; its ECS agent is stopped because these instances join no
-    cluster. An ECR image needs a registry login, which the instance role allows.
-    """
-    image = container["image"]
-    lines = [
-        "#!/bin/bash",
-        f"# phasegate compute.graviton: run {image} on port {port}, as the ECS task did.",
-        "set -euo pipefail",
-        "command -v docker >/dev/null || dnf install -y docker",
-        "systemctl enable --now docker",
-        "systemctl disable --now ecs 2>/dev/null || true",
-    ]
-    ecr = parse_ecr_image(image)
-    if ecr:
-        lines += [
-            "command -v aws >/dev/null || dnf install -y awscli-2",
-            f"aws ecr get-login-password --region {ecr.region} "
-            f"| docker login --username AWS --password-stdin {ecr.registry}",
-        ]
-    run = ["docker", "run", "--detach", "--name", container["name"]]
-    run += ["--restart", "unless-stopped", "--publish", f"{port}:{port}"]
-    for variable in container.get("environment", []):
-        run += ["--env", f"{variable['name']}={variable['value']}"]
-    entry_point = list(container.get("entryPoint") or [])
-    if entry_point:
-        run += ["--entrypoint", entry_point[0]]
-    run += [image, *entry_point[1:], *(container.get("command") or [])]
-    lines += [f"docker pull {shlex.quote(image)}", shlex.join(run), ""]
-    return "\n".join(lines)
 
 
 class Ec2AutoScalingGraviton(ComputeTarget):
@@ -238,11 +214,9 @@ class Ec2AutoScalingGraviton(ComputeTarget):
                 f"task definition {app.task_definition} of ECS service {key} has "
                 f"{len(containers)} containers; the EC2 group runs one container per instance"
             )
-        if container.get("secrets"):
-            refusals.append(
-                f"container {container['name']} of ECS service {key} reads secrets, which the "
-                "EC2 user data does not fetch; use the ecs-fargate-arm64 target"
-            )
+        logging_refusal = log_refusal(container)
+        if logging_refusal:
+            refusals.append(f"{logging_refusal} (ECS service {key})")
         app_tg = self.clients.elbv2.describe_target_groups(
             TargetGroupArns=[binding["targetGroupArn"]]
         )["TargetGroups"][0]
@@ -340,9 +314,21 @@ class Ec2AutoScalingGraviton(ComputeTarget):
                 },
                 "container": {
                     k: container[k]
-                    for k in ("name", "image", "environment", "entryPoint", "command")
+                    for k in (
+                        "name",
+                        "image",
+                        "environment",
+                        "entryPoint",
+                        "command",
+                        "secrets",
+                        "logConfiguration",
+                        "healthCheck",
+                    )
                     if k in container
                 },
+                "account": task_definition["taskDefinitionArn"].split(":")[4],
+                "task_role": self._task_role(task_definition.get("taskRoleArn")),
+                **self._data_stores(discovery, inventory, app_tg["VpcId"]),
                 "port": port,
                 "app_target_group": app_tg,
                 "listeners": restore,
@@ -375,6 +361,37 @@ class Ec2AutoScalingGraviton(ComputeTarget):
                 f"AMI {ami} from {AMI_PARAMETER} is {architecture or 'not found'}, not arm64"
             )
         return ami, None
+
+    def _task_role(self, arn: str | None) -> dict[str, Any] | None:
+        """The task role's permissions, which the instance role carries the same: its inline
+        policy documents by name and its managed policy ARNs."""
+        if not arn:
+            return None
+        iam, role = self.clients.iam, arn.rsplit("/", 1)[-1]
+        inline = {
+            name: iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+            for name in iam.list_role_policies(RoleName=role)["PolicyNames"]
+        }
+        managed = sorted(
+            p["PolicyArn"]
+            for p in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
+        )
+        return {"arn": arn, "name": role, "inline": inline, "managed": managed}
+
+    def _data_stores(
+        self, discovery: Discovery, inventory: Inventory, vpc_id: str
+    ) -> dict[str, Any]:
+        """The data stores' security groups and whom they admit: the instances come from the
+        public subnets, which a Terraform-style rule for the private CIDRs does not admit."""
+        stores = inventory.model_copy(
+            update={"databases": discovery.databases(), "caches": discovery.caches()}
+        )
+        private, public = data_store_cidrs(inventory, vpc_id)
+        return {
+            "data_store_groups": data_access.data_store_groups(self.clients, stores),
+            "private_cidrs": private,
+            "public_cidrs": public,
+        }
 
     # -- EC2 Auto Scaling group: planning --------------------------------------------------------
 
@@ -419,8 +436,20 @@ class Ec2AutoScalingGraviton(ComputeTarget):
         actions = [
             f"ec2:CreateSecurityGroup {names['security_group']}: port {state['port']} from the "
             f"ALB's {', '.join(state['alb_security_groups'])} only (reused if it exists)",
-            f"iam:CreateRole/CreateInstanceProfile {names['instance_profile']}: ECR pull only "
-            "(reused if it exists)",
+            f"iam:CreateRole/CreateInstanceProfile {names['instance_profile']}: ECR pull, "
+            + (
+                f"the task role {state['task_role']['name']}'s policies "
+                f"({len(state['task_role']['inline'])} inline, "
+                f"{len(state['task_role']['managed'])} managed), "
+                if state["task_role"]
+                else ""
+            )
+            + "the log group and the secrets the container reads (reused if it exists)",
+            *(
+                f"ec2: let {guards} ({group}) admit {names['security_group']} as it admits "
+                f"the private subnets"
+                for group, guards in sorted(state["data_store_groups"].items())
+            ),
             f"ec2:CreateLaunchTemplate {names['launch_template']}: {targets.ec2_instance_type}, "
             f"{state['ami']} (ECS-optimized AL2023 arm64), user data runs "
             f"{state['container']['image']} on port {state['port']} (reused if it exists)",
@@ -467,6 +496,11 @@ class Ec2AutoScalingGraviton(ComputeTarget):
                 "alb_security_groups": state["alb_security_groups"],
                 "port": state["port"],
                 "container": state["container"],
+                "account": state["account"],
+                "task_role": state["task_role"],
+                "data_store_groups": state["data_store_groups"],
+                "private_cidrs": state["private_cidrs"],
+                "public_cidrs": state["public_cidrs"],
                 "app_target_group": app_tg,
                 "unchecked_images": warnings,
             },
@@ -519,8 +553,9 @@ class Ec2AutoScalingGraviton(ComputeTarget):
             self._info("compute.security_group_ingress", resource=group["GroupId"], sources=missing)
         return group["GroupId"]
 
-    def _ensure_instance_profile(self, role: str, profile: str) -> str:
-        """An instance profile whose role may pull from ECR and nothing more."""
+    def _ensure_instance_profile(self, role: str, profile: str, desired: dict[str, Any]) -> str:
+        """An instance profile whose role may pull from ECR, write the container's logs, read
+        its secrets at boot, and do what the task role may (the same policies)."""
         iam = self.clients.iam
         try:
             iam.get_role(RoleName=role)
@@ -537,6 +572,25 @@ class Ec2AutoScalingGraviton(ComputeTarget):
         iam.put_role_policy(
             RoleName=role, PolicyName="ecr-pull", PolicyDocument=json.dumps(ECR_PULL_POLICY)
         )
+        boot = boot_policy(desired["container"], self.ctx.config.aws.region, desired["account"])
+        if boot:
+            iam.put_role_policy(RoleName=role, PolicyName="boot", PolicyDocument=json.dumps(boot))
+        task_role = desired.get("task_role")
+        if task_role:
+            for name, document in sorted(task_role["inline"].items()):
+                iam.put_role_policy(
+                    RoleName=role,
+                    PolicyName=f"task-{name}"[:128],
+                    PolicyDocument=document if isinstance(document, str) else json.dumps(document),
+                )
+            attached = {
+                p["PolicyArn"]
+                for p in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
+            }
+            for arn in task_role["managed"]:
+                if arn not in attached:
+                    iam.attach_role_policy(RoleName=role, PolicyArn=arn)
+            self._info("compute.task_role_carried", resource=role, task_role=task_role["arn"])
         try:
             found = iam.get_instance_profile(InstanceProfileName=profile)["InstanceProfile"]
         except AwsCallError as exc:
@@ -563,7 +617,12 @@ class Ec2AutoScalingGraviton(ComputeTarget):
         if found:
             self._info("compute.launch_template_reused", resource=found[0]["LaunchTemplateId"])
             return found[0]["LaunchTemplateId"]
-        script = user_data(desired["container"], desired["port"])
+        script = user_data(
+            desired["container"],
+            desired["port"],
+            region=self.ctx.config.aws.region,
+            account=desired.get("account", ""),
+        )
         template = ec2.create_launch_template(
             LaunchTemplateName=name,
             VersionDescription=f"{desired['container']['image']} on {desired['instance_type']}",
@@ -579,7 +638,11 @@ class Ec2AutoScalingGraviton(ComputeTarget):
                         "DeleteOnTermination": True,
                     }
                 ],
-                "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
+                "MetadataOptions": {
+                    "HttpTokens": "required",
+                    "HttpEndpoint": "enabled",
+                    "HttpPutResponseHopLimit": METADATA_HOP_LIMIT,
+                },
                 "UserData": base64.b64encode(script.encode()).decode(),
             },
             TagSpecifications=[{"ResourceType": "launch-template", "Tags": self._tags(name)}],
@@ -692,7 +755,20 @@ class Ec2AutoScalingGraviton(ComputeTarget):
         desired, names = change.desired, change.desired["names"]
         [service] = change.before["services"].values()
         security_group = self._ensure_security_group(names["security_group"], desired)
-        profile = self._ensure_instance_profile(names["role"], names["instance_profile"])
+        self.progress(security_group=security_group)
+        admitted: list[dict[str, Any]] = []
+        for rule in data_access.needed_rules(
+            self.clients,
+            desired.get("data_store_groups", {}),
+            desired.get("private_cidrs", []),
+            desired.get("public_cidrs", []),
+            security_group,
+        ):
+            data_access.admit(self.clients, rule)
+            admitted.append(rule)
+            self.progress(data_store_rules=admitted)
+            self._info("compute.data_store_admitted", resource=rule["group_id"], rule=rule)
+        profile = self._ensure_instance_profile(names["role"], names["instance_profile"], desired)
         template = self._ensure_launch_template(
             names["launch_template"], desired, security_group, profile
         )
@@ -721,6 +797,7 @@ class Ec2AutoScalingGraviton(ComputeTarget):
             "launch_template": template,
             "target_group": target_group,
             "security_group": security_group,
+            "data_store_rules": admitted,
             "role": names["role"],
             "instance_profile": profile,
         }
@@ -758,6 +835,12 @@ class Ec2AutoScalingGraviton(ComputeTarget):
             raise Settling(
                 f"instances {unhealthy} of {group_name} are not healthy in {names['target_group']}"
             )
+        for rule in record.after.get("data_store_rules", []):
+            if not data_access.rule_present(self.clients, rule):
+                raise VerificationFailed(
+                    f"{rule['guards']} ({rule['group_id']}) no longer admits "
+                    f"{rule['source_group']} on {rule['from_port']}"
+                )
         discovery = Discovery(self.ctx.config, self.clients)
         services = discovery.services()
         listeners = self._listeners(discovery.load_balancers())
@@ -823,6 +906,10 @@ class Ec2AutoScalingGraviton(ComputeTarget):
                 ec2.delete_launch_template(LaunchTemplateId=template["LaunchTemplateId"])
                 self._info("compute.launch_template_deleted", resource=template["LaunchTemplateId"])
 
+        for rule in record.after.get("data_store_rules", []):
+            if data_access.revoke(self.clients, rule):
+                self._info("compute.data_store_revoked", resource=rule["group_id"], rule=rule)
+
         vpc_id = record.change.desired["vpc_id"] if record.change else None
         filters = [{"Name": "group-name", "Values": [names["security_group"]]}]
         if vpc_id:
@@ -859,6 +946,8 @@ class Ec2AutoScalingGraviton(ComputeTarget):
                 raise
             return
         if self._ours(found_role.get("Tags")):
+            for attached in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]:
+                iam.detach_role_policy(RoleName=role, PolicyArn=attached["PolicyArn"])
             for policy in iam.list_role_policies(RoleName=role)["PolicyNames"]:
                 iam.delete_role_policy(RoleName=role, PolicyName=policy)
             iam.delete_role(RoleName=role)
@@ -881,6 +970,11 @@ class Ec2AutoScalingGraviton(ComputeTarget):
             if now != forward_targets(actions):
                 wanted = sorted(forward_targets(actions))
                 raise VerificationFailed(f"listener {arn} forwards to {sorted(now)}, not {wanted}")
+        for rule in record.after.get("data_store_rules", []):
+            if data_access.rule_present(self.clients, rule):
+                raise VerificationFailed(
+                    f"{rule['guards']} ({rule['group_id']}) still admits {rule['source_group']}"
+                )
         names = record.change.desired["names"] if record.change else self.names()
         if self._describe_asg(names["autoscaling_group"]) is not None:
             raise VerificationFailed(

@@ -16,6 +16,8 @@ from phasegate.aws import AwsClients
 from phasegate.errors import AwsCallError
 from phasegate.inventory import Inventory
 
+TWIN_DESCRIPTION = "phasegate: the app, as from "
+
 DATA_ACCESS_IAM_ACTIONS = (
     "rds:DescribeDBInstances",
     "elasticache:DescribeCacheClusters",
@@ -68,7 +70,8 @@ def needed_rules(
     """The rules to add so `source_group` reaches each data store the private CIDRs reach.
 
     A rule admitting a private CIDR that already covers `new_cidrs` (the VPC's whole range,
-    say) needs no twin; nor does one whose twin is already there.
+    say) needs no twin; nor does one whose twin someone else already made. A twin phasegate
+    made (its description says so) is listed again, so a retried apply still journals it.
     """
     if not groups:
         return []
@@ -79,7 +82,11 @@ def needed_rules(
         have = {
             (p.get("IpProtocol"), p.get("FromPort"), p.get("ToPort"))
             for p in perms
-            if any(pair.get("GroupId") == source_group for pair in p.get("UserIdGroupPairs", []))
+            if any(
+                pair.get("GroupId") == source_group
+                and not pair.get("Description", "").startswith(TWIN_DESCRIPTION)
+                for pair in p.get("UserIdGroupPairs", [])
+            )
         }
         for perm in perms:
             cidrs = [r["CidrIp"] for r in perm.get("IpRanges", [])]
@@ -99,7 +106,7 @@ def needed_rules(
                     "to_port": key[2],
                     "source_group": source_group,
                     "because": ", ".join(admits_private),
-                    "description": f"phasegate: the app, as from {', '.join(admits_private)}"[:255],
+                    "description": f"{TWIN_DESCRIPTION}{', '.join(admits_private)}"[:255],
                 }
             )
     return needed
