@@ -42,6 +42,9 @@ from tasks.registry import STEPS
 
 pytestmark = [
     pytest.mark.terraform,
+    # The provider's own polling: the module's first test also applies the stack (~2 min), and
+    # a resize plus its rollback is two plans and two applies.
+    pytest.mark.timeout(900),
     pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not on PATH"),
 ]
 
