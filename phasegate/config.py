@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from phasegate.config_phase2 import DatabaseTuning, Monitoring, Scaling
+from phasegate.config_phase3 import Cdn, ServiceMarks, Spot
 from phasegate.errors import ConfigError
 from phasegate.home import config_dir, display_path, generated_environments_dir
 from phasegate.terraform.settings import TerraformSettings
@@ -400,6 +401,9 @@ class EnvironmentConfig(_Section):
     scaling: Scaling = Field(default_factory=Scaling)
     monitoring: Monitoring = Field(default_factory=Monitoring)
     database: DatabaseTuning = Field(default_factory=DatabaseTuning)
+    services: dict[str, ServiceMarks] = Field(default_factory=dict)
+    spot: Spot = Field(default_factory=Spot)
+    cdn: Cdn = Field(default_factory=Cdn)
     executor: Executor = Field(default_factory=Executor)
     terraform: TerraformSettings = Field(default_factory=TerraformSettings)
 
