@@ -8,11 +8,16 @@ rewrite a request moto would misread).
 from collections.abc import Callable
 from typing import Any
 
-from phasegate.sandbox import ecs_rebalancing, elasticache_members, elbv2_scheme
+from phasegate.sandbox import ecs_rebalancing, elasticache_members, elbv2_scheme, phase3_gaps
 
 Fill = Callable[[str, str, dict[str, list[str]], dict[str, Any]], tuple[str, str, bytes] | None]
 
-GAP_FILLERS: list[Fill] = [elasticache_members.fill, ecs_rebalancing.fill, elbv2_scheme.fill]
+GAP_FILLERS: list[Fill] = [
+    elasticache_members.fill,
+    ecs_rebalancing.fill,
+    elbv2_scheme.fill,
+    phase3_gaps.fill,
+]
 
 
 def answer(
