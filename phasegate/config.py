@@ -309,7 +309,7 @@ class Schedule(_Section):
 
 WAIT_KINDS = (
     "rds_modify", "rds_snapshot", "elasticache_modify", "elasticache_snapshot", "ecs_deploy",
-    "nat_create", "nat_delete", "rds_reboot", "settle", "other",
+    "nat_create", "nat_delete", "rds_reboot", "cloudfront_deploy", "settle", "other",
 )  # fmt: skip
 """The kinds of wait a step makes; each has its own deadline under `phases.wait_timeouts`."""
 
@@ -323,6 +323,7 @@ DEFAULT_WAIT_TIMEOUTS = {
     "nat_delete": 900.0,
     "settle": 1800.0,  # a re-run waiting out a nightly backup or a deployment in progress
     "rds_reboot": 1200.0,  # a reboot to apply a static parameter: a few minutes on AWS
+    "cloudfront_deploy": 1800.0,  # a distribution created, changed or disabled: 5-15 min
     "other": 600.0,
 }
 

@@ -76,14 +76,14 @@ class Spot(_Section):
 class Cdn(_Section):
     """`cdn.enable`: a CloudFront distribution in front of the ALB (opt in: `enabled: true`).
 
-    Requests matching `static_paths` are cached for `static_ttl_seconds`; everything else goes
-    to the API uncached, with all headers, cookies and query strings. `price_class` limits the
+    Requests matching `static_paths` are cached (AWS's managed CachingOptimized policy: a day
+    by default, or what the app's Cache-Control says); everything else goes to the API
+    uncached, with all headers, cookies and query strings. `price_class` limits the
     edge locations (and the price): PriceClass_100 is North America and Europe.
     """
 
     enabled: bool = False
     static_paths: list[str] = Field(default_factory=lambda: ["/static/*", "/assets/*"])
-    static_ttl_seconds: int = Field(default=86400, ge=0, le=31536000)
     price_class: Literal["PriceClass_100", "PriceClass_200", "PriceClass_All"] = "PriceClass_100"
 
     @field_validator("static_paths")

@@ -96,6 +96,12 @@ class MonitoringRates(_Strict):
     sns_email_per_100k: Price
 
 
+class CloudFrontRates(_Strict):
+    """cdn.enable's distribution: HTTPS requests, per 10,000 (North America and Europe)."""
+
+    https_requests_per_10k: Price
+
+
 class AppRunnerRates(_Strict):
     """App Runner bills vCPU and memory while active, memory only while provisioned idle."""
 
@@ -127,6 +133,7 @@ class PriceTable(_Strict):
     ec2_spot_discount: Estimate
     app_runner: AppRunnerRates
     monitoring: MonitoringRates
+    cloudfront: CloudFrontRates | None = None  # a global service: in us-east-1's table
 
     path: Path | None = Field(default=None, exclude=True)
 

@@ -10,6 +10,7 @@ from graphlib import CycleError, TopologicalSorter
 
 from phasegate.steps import Step
 from tasks.cache import CacheResize
+from tasks.cdn import CdnEnable
 from tasks.compute import GravitonCompute
 from tasks.database import DatabaseResize
 from tasks.db_connections import DatabaseConnections
@@ -22,7 +23,7 @@ from tasks.spot import SpotEnable
 PHASE_STEPS: dict[int, list[type[Step]]] = {
     1: [NatAssessment, NatRemoval, GravitonCompute, DatabaseResize, CacheResize],
     2: [ScalingEnable, MonitoringEnable, DatabaseConnections],
-    3: [SpotEnable],
+    3: [SpotEnable, CdnEnable],
 }
 
 PHASE_NAMES = {1: "cost", 2: "architecture", 3: "advanced"}

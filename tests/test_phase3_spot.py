@@ -38,7 +38,9 @@ def capacity(config: EnvironmentConfig) -> dict[str, Any]:
     service = c.ecs.describe_services(cluster="demo-cluster", services=["demo-api"])["services"][0]
     cluster = c.ecs.describe_clusters(clusters=["demo-cluster"])["clusters"][0]
     groups = c.autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]
+    listing = c.client("cloudfront").list_distributions()["DistributionList"]
     return {
+        "distributions": [(d["Status"], d["Enabled"]) for d in listing.get("Items") or []],
         "strategy": service.get("capacityProviderStrategy") or [],
         "providers": sorted(cluster.get("capacityProviders") or []),
         "groups": [
@@ -59,10 +61,12 @@ def roll_back(config: EnvironmentConfig) -> None:
 
 
 @pytest.mark.usefixtures("prefect_client_env")
-def test_spot_on_ecs_rerun_and_rollback(
+def test_phase3_on_ecs_rerun_and_rollback(
     seeded: EnvironmentConfig, sandbox: str, tmp_path: Path
 ) -> None:
-    config = parse_environment(write_environment(tmp_path, "demo", sandbox, services=NON_CRITICAL))
+    config = parse_environment(
+        write_environment(tmp_path, "demo", sandbox, services=NON_CRITICAL, cdn={"enabled": True})
+    )
     before = capacity(config)
     deployment = StepContext.for_environment(config).clients.ecs.describe_services(
         cluster="demo-cluster", services=["demo-api"]
@@ -76,6 +80,7 @@ def test_spot_on_ecs_rerun_and_rollback(
         {"capacityProvider": "FARGATE_SPOT", "base": 0, "weight": 3},
     ]
     assert after["providers"] == ["FARGATE", "FARGATE_SPOT"]
+    assert after["distributions"] == [("Deployed", True)]
     service = StepContext.for_environment(config).clients.ecs.describe_services(
         cluster="demo-cluster", services=["demo-api"]
     )["services"][0]

@@ -71,7 +71,18 @@ CACHE_NODE_MEMORY_GIB = {
     "cache.r6g.large": 13.07, "cache.r7g.large": 13.07,
 }  # fmt: skip
 
-READ_ONLY_PREFIXES = ("Describe", "List", "Get", "BatchGet", "Search", "Lookup", "Head")
+# REST services (CloudFront, Route 53) are logged as "METHOD PATH": a GET or HEAD reads.
+READ_ONLY_PREFIXES = (
+    "Describe",
+    "List",
+    "Get",
+    "BatchGet",
+    "Search",
+    "Lookup",
+    "Head",
+    "GET ",
+    "HEAD ",
+)
 
 _SERVICE_IN_AUTH = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
 
