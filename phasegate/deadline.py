@@ -46,8 +46,9 @@ def check(doing: str | None = None) -> None:
         raise StepTimeout(current[1] + (f", before {doing}" if doing else ""))
 
 
-def capped(timeout: float) -> float:
-    """`timeout`, or less when the running step's deadline comes first (never below 0)."""
-    check()
+def capped(timeout: float, doing: str | None = None) -> float:
+    """`timeout`, or less when the running step's deadline comes first (never below 0);
+    StepTimeout (naming `doing`) when that deadline has passed already."""
+    check(doing)
     left = remaining()
     return timeout if left is None else max(0.0, min(timeout, left))

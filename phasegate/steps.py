@@ -215,10 +215,13 @@ class StepContext:
     def wait(self, what: str, probe: Any, done: Any, kind: str = "other") -> Any:
         """Poll until done or the deadline of a `kind` wait (config `phases.wait_timeouts`),
         never past the running step's own deadline; `what` names the resource and the state."""
-        limit = deadline.capped(self.config.phases.wait_timeout(kind))
-        return wait_until(
-            f"{what} ({self.config.name})", probe, done, timeout=limit, max_overshoot=0.1
-        )
+        limit = deadline.capped(self.config.phases.wait_timeout(kind), f"waiting for {what}")
+        try:
+            return wait_until(
+                f"{what} ({self.config.name})", probe, done, timeout=limit, max_overshoot=0.1
+            )
+        except deadline.StepTimeout as exc:  # the step's deadline struck mid-wait: say where
+            raise deadline.StepTimeout(f"{exc}, waiting for {what}") from None
 
 
 class Step(ABC):
