@@ -1,4 +1,4 @@
-"""Phase 3, advanced: Spot capacity for the services marked non-critical."""
+"""Phase 3, advanced: Spot capacity for the services marked non-critical, and a CDN."""
 
 from prefect import flow
 
@@ -10,6 +10,7 @@ from tasks.locks import environment_lock
 
 @flow(name="phase-3-advanced", flow_run_name="{env}: phase 3")
 def phase3(env: str) -> list[Record]:
-    """spot.enable (tasks.registry holds the phase's steps and their dependencies)."""
+    """spot.enable and cdn.enable, independent of each other, so they run side by side
+    (tasks.registry holds the phase's steps and their dependencies)."""
     with environment_lock(load_environment(env)):
         return run_phase(env, 3)

@@ -24,7 +24,7 @@ puts the group back on its launch template alone.
 from typing import Any
 
 from phasegate.config_phase3 import SAME_SIZE_GRAVITON
-from phasegate.inventory import AUTOSCALING_IAM_ACTIONS, SERVICE_IAM_ACTIONS, Discovery, EcsService
+from phasegate.inventory import DISCOVERY_IAM_ACTIONS, Discovery, EcsService
 from phasegate.steps import (
     Change,
     Observation,
@@ -64,8 +64,7 @@ class SpotEnable(Step):
     phase = 3
     title = "Spot capacity (FARGATE_SPOT or a mixed-instances group) for non-critical services"
     iam_actions = (
-        *SERVICE_IAM_ACTIONS,
-        *AUTOSCALING_IAM_ACTIONS,
+        *DISCOVERY_IAM_ACTIONS,  # the cost delta prices the whole inventory
         "ecs:PutClusterCapacityProviders",
         "ecs:UpdateService",
         "autoscaling:UpdateAutoScalingGroup",

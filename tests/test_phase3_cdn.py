@@ -57,6 +57,7 @@ def test_cdn_fronts_the_alb_caches_static_paths_only_and_rolls_back(
 
     record = execute(step, key="phase 3")
 
+    assert set(record.api_actions) <= set(step.iam_actions)
     [listed] = distributions(cdn_config)
     cloudfront = ctx.clients.client("cloudfront")
     found = cloudfront.get_distribution(Id=listed["Id"])["Distribution"]

@@ -115,6 +115,7 @@ def test_spot_on_ec2_is_a_mixed_instances_group_and_rolls_back(
     assert "as of 2026-11-27" in change.summary
 
     record = execute(step, key="phase 3")
+    assert set(record.api_actions) <= set(step.iam_actions)
 
     [(name, policy, rebalance)] = capacity(config)["groups"]
     assert (name, rebalance) == ("demo-app-graviton", True)
