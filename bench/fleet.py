@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import yaml
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from sandbox_env import free_port
 
 from flows.fleet import fleet
@@ -126,7 +127,7 @@ def main() -> int:
     settings = FleetSettings(max_concurrency=10, work_pool=pool, poll_seconds=0.5)
     first = 0
     try:
-        with PeakRss() as memory:
+        with PeakRss() as memory, temporary_settings({PREFECT_API_URL: prefect.api_url}):
             for size in sizes:
                 folder = home / f"fleet-of-{size}"
                 folder.mkdir()

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import yaml
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from sandbox_env import free_port
 
 from flows.phase1 import phase1
@@ -142,9 +143,11 @@ def main() -> int:
         runbook(configs["plain"])
         plain = time.perf_counter() - start
 
-        os.environ["PREFECT_API_URL"] = prefect.api_url
         start = time.perf_counter()
-        with checkpoint_storage(configs["flow"]):
+        with (
+            temporary_settings({PREFECT_API_URL: prefect.api_url}),
+            checkpoint_storage(configs["flow"]),
+        ):
             phase1(str(configs["flow"].source))
         flow_wall = time.perf_counter() - start
         steps = steps_span(configs["flow"])
