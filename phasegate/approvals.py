@@ -249,7 +249,9 @@ def describe(
             f"Monthly cost delta {money(change.monthly_cost_delta)}; "
             f"restart needed: {_yes(r.restart_needed)}; "
             f"rollback possible: {_yes(r.rollback_possible)}; "
-            f"expected disruption: {r.expected_disruption}. Plan digest `{change.digest()}`.",
+            f"expected disruption: {r.expected_disruption}."
+            # Only a change that acts is bound to its digest; a report (nat.assess) is not.
+            + (f" Plan digest `{change.digest()}`." if change.actions else ""),
         ]
         if r.irreversible:
             lines += ["", "**Irreversible (rollback cannot bring these back):**", ""]
