@@ -41,7 +41,7 @@ from tasks.gates import health_gate
 from tasks.locks import environment_lock
 from tasks.registry import stages
 from tasks.reporting import cost_snapshot, savings_section
-from tasks.runner import confirm_plan, plan_phase
+from tasks.runner import confirm_plan, plan_for_run
 
 
 def _window_guard(config: EnvironmentConfig, phase: int, wait: bool) -> WindowDecision:
@@ -128,8 +128,8 @@ def _approved_plan(
     nothing changed).
     """
     changed: str | None = None
-    for _ in range(MAX_PLAN_CHANGES):
-        changes = plan_phase(env, phase)
+    for attempt in range(MAX_PLAN_CHANGES):
+        changes = plan_for_run(env, phase, attempt)
         blocked = [change for _, change in changes if change is not None and change.blockers]
         if blocked:
             raise PlanBlocked.of(config.name, blocked[0])

@@ -17,6 +17,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
+from prefect.context import TaskRunContext
 from prefect.tasks import Task
 
 from phasegate.checkpoints import task_result_storage
@@ -166,10 +167,34 @@ def planned_changes(env: str, phase: int) -> list[tuple[str, Change | None]]:
     return [(step_id, plan(step_for(env, step_id))) for step_id in ordered(phase)]
 
 
-@task(name="plan-phase", task_run_name="plan phase {phase}", cache_policy=NO_CACHE)
-def plan_phase(env: str, phase: int) -> list[tuple[str, Change | None]]:
-    """The phase's plan inside a run, for the approval form and the run's record."""
+def _plan_of_this_run(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    run, env, phase = context.task_run.flow_run_id, parameters["env"], parameters["phase"]
+    return f"plan/{run}/{env}/{phase}/{parameters.get('attempt', 0)}"
+
+
+@task(
+    name="plan-phase",
+    task_run_name="plan phase {phase}",
+    cache_key_fn=_plan_of_this_run,
+    persist_result=True,
+    result_serializer="json",
+)
+def plan_phase(env: str, phase: int, attempt: int = 0) -> list[tuple[str, Change | None]]:
+    """The phase's plan inside a run, for the approval form and the run's record.
+
+    Cached per flow run: a run suspended for an approval is resumed from the top in a new
+    process, after some steps may have run; it must show the operator the same plan (and so
+    find the answer already given under the same question) rather than what is left of it.
+    confirm_plan then checks that plan against AWS and the ledger; a plan that changed is
+    planned afresh under the next `attempt`.
+    """
     return planned_changes(env, phase)
+
+
+def plan_for_run(env: str, phase: int, attempt: int = 0) -> list[tuple[str, Change | None]]:
+    """`plan_phase` stored where the environment's checkpoints are, as (step, change) pairs."""
+    task_ = plan_phase.with_options(result_storage=task_result_storage(context_for(env).config))
+    return [(step, change) for step, change in task_(env, phase, attempt)]
 
 
 @task(name="confirm-plan", task_run_name="confirm plan of phase {phase}", cache_policy=NO_CACHE)
@@ -178,13 +203,18 @@ def confirm_plan(env: str, phase: int, approved: list[tuple[str, Change | None]]
     AWS changed since (by hand, say) and the change is no longer the approved one. Read-only,
     and before any step runs, so a changed plan stops the phase having changed nothing."""
     config = context_for(env).config
+    ledger = Ledger(config)
     differences = []
     for step_id, change in approved:
         if change is None or not change.actions:
             continue
         now = plan(step_for(env, step_id))
-        if now is None or now.digest() != change.digest():
-            differences += [f"{step_id}: {d}" for d in plan_difference(change, now)]
+        if now is not None and now.digest() == change.digest():
+            continue
+        done = ledger.checkpoint(phase, step_id)
+        if now is None and done and done.change and done.change.digest() == change.digest():
+            continue  # applied as approved, earlier in this run (before it was suspended)
+        differences += [f"{step_id}: {d}" for d in plan_difference(change, now)]
     if differences:
         raise PlanChanged(
             f"{config.name}: phase {phase}: the plan changed since it was approved; nothing "

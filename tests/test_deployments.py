@@ -369,7 +369,9 @@ def test_checkpoints_in_s3_are_written_by_the_steps_and_found_by_a_rerun(
     assert f"ckpt/{records[1].key}" in keys, keys  # the nat.remove Record, under the prefix
     ledger = Ledger(config)
     chain = [k for k in keys if k.startswith("ckpt/dep-s3/1/nat.remove/ledger/")]
-    assert [k.rsplit("-", 1)[-1] for k in sorted(chain)] == ["intent.json", "applied.json"]
+    outcomes = [k.rsplit("-", 1)[-1].removesuffix(".json") for k in sorted(chain)]
+    assert outcomes[0] == "intent" and outcomes[-1] == "applied"
+    assert set(outcomes[1:-1]) <= {"progress"}
     assert ledger.checkpoint(1, "nat.remove") == records[1]
 
     clear_calls(sandbox)
