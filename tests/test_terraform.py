@@ -9,8 +9,10 @@ filesystem mirror (`find / -maxdepth 3 -name tf-plugins`); nothing reaches the n
 """
 
 import json
-import logging
 import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
 from phasegate.errors import ConfigError
 from phasegate.inventory import Inventory, discover
 from phasegate.ledger import Ledger
-from phasegate.sandbox.app import SandboxServer, is_mutating
+from phasegate.sandbox.app import is_mutating
 from phasegate.sandbox.seed import seed_environment
 from phasegate.sandbox.terraform_seed import (
     STACK_SOURCE,
@@ -81,12 +83,36 @@ def cli_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def tf_sandbox() -> Iterator[str]:
-    """A sandbox server of this module's own (the session's is reset by every test)."""
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = SandboxServer(port=free_port()).start()
-    yield server.url
-    server.stop()
+def tf_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A sandbox of this module's own, in a process of its own: moto's state is global to a
+    process, so an in-process server would share it with the session's, which other tests
+    reset (a reset in the middle of this module's two-minute apply lost its database)."""
+    port = free_port()
+    log = (tmp_path_factory.mktemp("tf-sandbox") / "sandbox.log").open("w")
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "phasegate.sandbox.daemon", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{url}/moto-api/", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            assert daemon.poll() is None and time.monotonic() < deadline, "sandbox never started"
+            time.sleep(0.2)
+        yield url
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+        log.close()
 
 
 @pytest.fixture(scope="module")

