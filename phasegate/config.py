@@ -27,23 +27,12 @@ from pydantic import (
     model_validator,
 )
 
+from phasegate.aws_regions import AWS_REGIONS
 from phasegate.config_phase2 import DatabaseTuning, Monitoring, Scaling
-from phasegate.config_phase3 import Cdn, ServiceMarks, Spot
+from phasegate.config_phase3 import Cdn, Regions, ServiceMarks, Spot
 from phasegate.errors import ConfigError
 from phasegate.home import config_dir, display_path, generated_environments_dir
 from phasegate.terraform.settings import TerraformSettings
-
-AWS_REGIONS = frozenset(
-    {
-        "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "ca-west-1",
-        "sa-east-1", "mx-central-1", "eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1",
-        "eu-central-2", "eu-north-1", "eu-south-1", "eu-south-2", "il-central-1", "me-south-1",
-        "me-central-1", "af-south-1", "ap-east-1", "ap-east-2", "ap-south-1", "ap-south-2",
-        "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-southeast-1",
-        "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5",
-        "ap-southeast-7",
-    }
-)  # fmt: skip
 
 _FAMILY = r"[a-z]+\d+[a-z]*"
 _SIZE = r"(nano|micro|small|medium|large|metal|\d*xlarge)"
@@ -405,6 +394,7 @@ class EnvironmentConfig(_Section):
     services: dict[str, ServiceMarks] = Field(default_factory=dict)
     spot: Spot = Field(default_factory=Spot)
     cdn: Cdn = Field(default_factory=Cdn)
+    regions: Regions = Field(default_factory=Regions)
     executor: Executor = Field(default_factory=Executor)
     terraform: TerraformSettings = Field(default_factory=TerraformSettings)
 
@@ -418,6 +408,15 @@ class EnvironmentConfig(_Section):
             raise ValueError(
                 f"monitoring.budget_tag: {tag!r} is not one of discovery.tags ({known}); the "
                 "budget filters the environment's cost by one of them"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _secondary_is_another_region(self) -> "EnvironmentConfig":
+        if self.regions.secondary is not None and self.regions.secondary == self.aws.region:
+            raise ValueError(
+                f"regions.secondary: {self.regions.secondary!r} is aws.region, the primary; "
+                "a second region must be another one"
             )
         return self
 

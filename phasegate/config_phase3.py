@@ -1,4 +1,4 @@
-"""Phase 3's config sections: `services` (what may run on Spot), `spot` and `cdn`.
+"""Phase 3's config sections: `services` (what may run on Spot), `spot`, `cdn` and `regions`.
 
 They live apart from phasegate.config so that each section's rules sit in one short module;
 phasegate.config mounts them on EnvironmentConfig. Like every section they refuse unknown keys,
@@ -7,9 +7,12 @@ pattern CloudFront cannot match) comes back as one line naming the file and the 
 anything is changed.
 """
 
+import difflib
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from phasegate.aws_regions import AWS_REGIONS
 
 SAME_SIZE_GRAVITON = {
     "t4g.medium": ["t4g.medium", "c6g.large", "c7g.large"],  # 2 vCPU, 4 GiB
@@ -98,3 +101,38 @@ class Cdn(_Section):
         if len(set(value)) != len(value):
             raise ValueError("a path pattern is listed twice")
         return value
+
+
+class Regions(_Section):
+    """`regions.expand`: a standby copy of the environment in `secondary` (opt in: set it).
+
+    The second region gets phase 1's shape (public subnets, no NAT), an RDS cross-region read
+    replica of the primary database, a Redis replication group, the same compute target and
+    an ALB; `record_name` in the Route 53 zone `hosted_zone` (a zone name such as
+    `example.com.` or an id such as `Z0123...`) answers with the primary's ALB while its health
+    check (`health_check_path`) passes and with the second region's otherwise. The replica is
+    promoted only by `phasegate failover ENV --to REGION`, never by a phase.
+    """
+
+    secondary: str | None = None
+    hosted_zone: str | None = None
+    record_name: str | None = None
+    health_check_path: str = Field(default="/health", pattern=r"^/[^\s]*$")
+
+    @field_validator("secondary")
+    @classmethod
+    def _known_region(cls, value: str | None) -> str | None:
+        if value is not None and value not in AWS_REGIONS:
+            close = difflib.get_close_matches(value, sorted(AWS_REGIONS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{value!r} is not an AWS region{hint}")
+        return value
+
+    @model_validator(mode="after")
+    def _zone_and_name_with_secondary(self) -> "Regions":
+        if self.secondary is not None and (self.hosted_zone is None or self.record_name is None):
+            raise ValueError(
+                "secondary is set, so hosted_zone and record_name are needed too: the "
+                "failover records that send traffic to the second region live there"
+            )
+        return self
