@@ -102,6 +102,20 @@ class CloudFrontRates(_Strict):
     https_requests_per_10k: Price
 
 
+class DataTransferRates(_Strict):
+    """Data sent from this region to another (a cross-region replica's stream), per GB; the
+    sending region bills it."""
+
+    inter_region_out_gb: Price
+
+
+class Route53Rates(_Strict):
+    """Failover records' health checks on AWS endpoints, per month; a global service."""
+
+    health_check_aws_endpoint_month: Price
+    health_check_optional_feature_month: Price
+
+
 class AppRunnerRates(_Strict):
     """App Runner bills vCPU and memory while active, memory only while provisioned idle."""
 
@@ -134,6 +148,8 @@ class PriceTable(_Strict):
     app_runner: AppRunnerRates
     monitoring: MonitoringRates
     cloudfront: CloudFrontRates | None = None  # a global service: in us-east-1's table
+    data_transfer: DataTransferRates | None = None  # phase 3's second region
+    route53: Route53Rates | None = None
 
     path: Path | None = Field(default=None, exclude=True)
 
