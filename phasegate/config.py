@@ -155,6 +155,9 @@ class Usage(_Section):
     avg_duration_ms: float | None = Field(default=None, gt=0, le=900_000)
     lambda_memory_mb: int | None = Field(default=None, ge=128, le=10_240)
     active_hours_per_day: float | None = Field(default=None, ge=0, le=24)
+    # What a cross-region read replica (regions.expand) streams to the second region a month;
+    # unset, the plan prices the replica and says the transfer is not priced.
+    replication_gb_per_month: float | None = Field(default=None, ge=0)
 
 
 class Gates(_Section):
