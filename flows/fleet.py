@@ -13,7 +13,10 @@ up by whichever worker of the pool is free, on any machine. The fleet:
   environment of the previous one completed with its gates passed, and `fleet.bake_minutes`
   have passed since;
 - leaves approvals to each run, as for single runs: a prod run suspends for its approval, and
-  the fleet waits for it (its slot stays taken).
+  the fleet waits for it (its slot stays taken); or, with `fleet.approve_per: wave`, asks once
+  per wave and phase on one form listing every environment's plan and cost delta, before any
+  of the wave's runs starts, and hands each run the answer bound to its plan's digests
+  (phasegate/wave_approval.py).
 
 Each environment's run keeps its own environment lock and its checkpoints, so running a
 fleet again re-runs only what is left: finished environments come back from their
@@ -39,6 +42,7 @@ from prefect.context import FlowRunContext
 from prefect.deployments import run_deployment
 
 from phasegate import deploy as deployments
+from phasegate.approvals import ApprovalExpired, ApprovalPolicy, ApprovalRejected
 from phasegate.config import EnvironmentConfig
 from phasegate.errors import PhasegateError
 from phasegate.fleet import (
@@ -52,7 +56,9 @@ from phasegate.fleet import (
 )
 from phasegate.logs import get_logger
 from phasegate.status import environment_tag
+from phasegate.wave_approval import WaveApproval
 from tasks.fleet_slots import FleetSlots
+from tasks.wave_approval import ask_wave, wave_plans
 
 _PASSED = ("completed", "skipped")
 _FINAL_RESULTS = {
@@ -122,7 +128,41 @@ class _Fleet:
         made = deployments.deploy(str(config.source), self.settings.work_pool)
         self.deployments[config.name] = {item.phase: item.full_name for item in made}
 
-    def run_wave(self, name: str, members: list[EnvironmentConfig]) -> None:
+    def run_wave_approved(self, name: str, members: list[EnvironmentConfig]) -> None:
+        """`approve_per: wave`: phase by phase, one approval for the members that need one,
+        asked before any of them starts; a member goes on to its next phase only if it
+        completed the last one."""
+        going = list(members)
+        for phase in self.phases:
+            batch = [c for c in going if phase in self.deployments[c.name]]
+            asking = [c for c in batch if ApprovalPolicy.for_run(c).needs_approval(phase)]
+            approvals: dict[str, WaveApproval] = {}
+            if asking:
+                try:
+                    approvals = ask_wave(name, phase, wave_plans(asking, phase))
+                except (ApprovalRejected, ApprovalExpired) as exc:
+                    result = "rejected" if isinstance(exc, ApprovalRejected) else "expired"
+                    for config in batch:
+                        self.outcomes[config.name].result = result
+                        self.outcomes[config.name].detail = str(exc)
+                    self.stopped = str(exc)
+                    return
+            if batch:
+                self.run_wave(name, batch, [phase], approvals)
+            if self.stopped:
+                return
+            unfinished = {c.name for c in batch if self.outcomes[c.name].result != "completed"}
+            going = [c for c in going if c.name not in unfinished]
+        for config in members:
+            self._skip_if_nothing_enabled(config)
+
+    def run_wave(
+        self,
+        name: str,
+        members: list[EnvironmentConfig],
+        phases: list[int] | None = None,
+        approvals: dict[str, WaveApproval] | None = None,
+    ) -> None:
         """Start members as slots free up; return when every started one is final."""
         log = get_logger("fleet", wave=name)
         queue = list(members)
@@ -143,7 +183,8 @@ class _Fleet:
                 if lease is None:
                     break  # every slot is taken, perhaps by another fleet: wait for one
                 config = queue.pop(0)
-                started = self._start(config, lease)
+                approval = (approvals or {}).get(config.name)
+                started = self._start(config, lease, phases or self.phases, approval)
                 if started is None:
                     self.slots.release(lease)
                 else:
@@ -151,23 +192,38 @@ class _Fleet:
             if queue or inflight:
                 time.sleep(self.settings.poll_seconds)
 
-    def _start(self, config: EnvironmentConfig, lease: UUID) -> _InFlight | None:
-        outcome = self.outcomes[config.name]
+    def _start(
+        self,
+        config: EnvironmentConfig,
+        lease: UUID,
+        phases: list[int],
+        approval: WaveApproval | None,
+    ) -> _InFlight | None:
         enabled = self.deployments[config.name]
-        phases = [p for p in self.phases if p in enabled]
+        phases = [p for p in phases if p in enabled]
         if not phases:
-            outcome.result = "skipped"
-            outcome.detail = f"phases {self.phases} are not enabled (phases.enabled)"
+            self._skip_if_nothing_enabled(config)
             return None
-        run = self._trigger(config, enabled[phases[0]])
+        run = self._trigger(config, enabled[phases[0]], approval)
         return _InFlight(config=config, lease=lease, run=run, phases_left=phases[1:])
 
-    def _trigger(self, config: EnvironmentConfig, deployment: str) -> FlowRun:
+    def _skip_if_nothing_enabled(self, config: EnvironmentConfig) -> None:
+        outcome = self.outcomes[config.name]
+        if outcome.result == "not started" and not set(self.phases) & set(
+            self.deployments[config.name]
+        ):
+            outcome.result = "skipped"
+            outcome.detail = f"phases {self.phases} are not enabled (phases.enabled)"
+
+    def _trigger(
+        self, config: EnvironmentConfig, deployment: str, approval: WaveApproval | None = None
+    ) -> FlowRun:
         run = run_deployment(
             deployment,
             timeout=0,
             as_subflow=False,
             tags=[environment_tag(config.name), self.tag],
+            parameters={"wave_approval": approval.model_dump()} if approval else None,
         )
         outcome = self.outcomes[config.name]
         outcome.result = "running"
@@ -248,7 +304,10 @@ def fleet(
     for config in environments:
         state.deploy(config)
     for index, (name, members) in enumerate(waves):
-        state.run_wave(name, members)
+        if settings.approve_per == "wave":
+            state.run_wave_approved(name, members)
+        else:
+            state.run_wave(name, members)
         if state.stopped:
             break
         failed = [m.name for m in members if state.outcomes[m.name].result not in _PASSED]

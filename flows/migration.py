@@ -36,6 +36,7 @@ from phasegate.schedule import (
     zone,
 )
 from phasegate.steps import Change, PlanBlocked, PlanChanged
+from phasegate.wave_approval import WaveApproval
 from tasks.approvals import Approval, approval_gate, approved_digests, ask_operator
 from tasks.gates import health_gate
 from tasks.locks import environment_lock
@@ -60,7 +61,12 @@ def _window_guard(config: EnvironmentConfig, phase: int, wait: bool) -> WindowDe
 
 
 def _phase(
-    config: EnvironmentConfig, env: str, phase: int, auto_approve: bool, wait: bool = True
+    config: EnvironmentConfig,
+    env: str,
+    phase: int,
+    auto_approve: bool,
+    wait: bool = True,
+    wave: WaveApproval | None = None,
 ) -> PhaseOutcome:
     if not stages(phase):
         return PhaseOutcome(phase=phase, status="skipped", detail="no steps built yet")
@@ -73,14 +79,16 @@ def _phase(
     policy = ApprovalPolicy.for_run(config, auto_approve)
     timeout = window.approval_timeout(configured_timeout)
     try:
-        changes, approval = _approved_plan(config, env, phase, policy, auto_approve, timeout)
+        changes, approval = _approved_plan(config, env, phase, policy, auto_approve, timeout, wave)
         outcome.approver = approval.approver
         late = check_window(config, phase, wait=False)  # planning and approval took time
         if late.action == "refuse":
             outcome.status, outcome.detail = "refused", late.message
             outcome.cost_after = before
             return outcome
-        approve_step = _StepApprovals(config, phase, policy, dict(changes), auto_approve, window)
+        approve_step = _StepApprovals(
+            config, phase, policy, dict(changes), auto_approve, window, wave
+        )
         run_phase(env, phase, approval, approve_step, approved_digests(changes))
     except ApprovalRejected as exc:
         outcome.status, outcome.detail = "rejected", str(exc)
@@ -119,13 +127,15 @@ def _approved_plan(
     policy: ApprovalPolicy,
     auto_approve: bool,
     timeout: float,
+    wave: WaveApproval | None = None,
 ) -> tuple[list[tuple[str, Change | None]], Approval]:
     """The plan and its approval, confirmed against AWS right before the phase runs.
 
     What is applied must be what was approved: after the approval every changing step is
     planned again; if AWS changed meanwhile (by hand, say), a person is asked again with the
     difference named on the form, and an automatically approved run stops (PlanChanged,
-    nothing changed).
+    nothing changed). A fleet's wave approval (`wave`) answers for a person only while the
+    plan has exactly the digests approved on the wave's form.
     """
     changed: str | None = None
     for attempt in range(MAX_PLAN_CHANGES):
@@ -133,7 +143,11 @@ def _approved_plan(
         blocked = [change for _, change in changes if change is not None and change.blockers]
         if blocked:
             raise PlanBlocked.of(config.name, blocked[0])
-        if any(_changes_anything(change) for _, change in changes):
+        if wave and policy.needs_approval(phase) and wave.covers(changes):
+            approval = _wave_answer(wave, config, phase)
+        elif any(_changes_anything(change) for _, change in changes):
+            if wave and changed is None:
+                changed = f"the plan differs from the one wave {wave.wave} approved"
             approval = approval_gate(
                 config, phase, changes, auto_approve_flag=auto_approve, timeout_seconds=timeout,
                 note=changed,
@@ -163,9 +177,11 @@ class _StepApprovals:
         by_step: dict[str, Change | None],
         auto_approve: bool,
         window: WindowDecision,
+        wave: WaveApproval | None = None,
     ) -> None:
         self.config, self.phase, self.policy = config, phase, policy
         self.by_step, self.auto_approve, self.window = by_step, auto_approve, window
+        self.wave = wave
 
     def needed(self, step_id: str) -> bool:
         return self.policy.needs_step_approval(step_id) and _changes_anything(self.by_step[step_id])
@@ -173,11 +189,24 @@ class _StepApprovals:
     def __call__(self, step_id: str) -> Approval | None:
         if not self.needed(step_id):
             return None
+        if self.wave and self.wave.covers_step(step_id, self.by_step[step_id]):
+            return _wave_answer(self.wave, self.config, self.phase, step_id)
         timeout = self.window.step_approval_timeout(self.config.approvals.timeout_seconds)
         return approval_gate(
             self.config, self.phase, [(step_id, self.by_step[step_id])],
             auto_approve_flag=self.auto_approve, step=step_id, timeout_seconds=timeout,
         )  # fmt: skip
+
+
+def _wave_answer(
+    wave: WaveApproval, config: EnvironmentConfig, phase: int, step: str | None = None
+) -> Approval:
+    """The wave's approval as this run's, logged as any approval is."""
+    get_logger("approvals", environment=config.name, phase=phase, step=step).info(
+        "approval.granted", approver=wave.approver, wave=wave.wave
+    )
+    comment = f"approved for wave {wave.wave}" + (f": {wave.comment}" if wave.comment else "")
+    return Approval(approved=True, approver=wave.approver, comment=comment)
 
 
 def _changes_anything(change: Change | None) -> bool:
@@ -216,18 +245,23 @@ def _after_failed_gate(
 
 @flow(name="migration", flow_run_name="{env}: migration")
 def migration(
-    env: str, phases: list[int] | None = None, auto_approve: bool = False, wait: bool = True
+    env: str,
+    phases: list[int] | None = None,
+    auto_approve: bool = False,
+    wait: bool = True,
+    wave_approval: WaveApproval | None = None,
 ) -> MigrationReport:
     """Run `phases` (default: the config's enabled phases) on `env`, gated and approved.
 
     `wait=False` (--no-wait) refuses a phase outside its window instead of waiting for it.
+    `wave_approval` is a fleet's answer for the environment's whole wave (one phase).
     """
     config = load_environment(env)
     ApprovalPolicy.for_run(config, auto_approve)  # refuses prod --auto-approve before anything
     report = MigrationReport(environment=config.name)
     with environment_lock(config):
         for phase in phases or config.phases.enabled:
-            report.phases.append(_phase(config, env, phase, auto_approve, wait))
+            report.phases.append(_phase(config, env, phase, auto_approve, wait, wave_approval))
             if not report.succeeded:
                 break
     create_markdown_artifact(

@@ -11,6 +11,7 @@ Settings come from the `fleet:` section of `config/fleet.yaml` (optional; defaul
       max_concurrency: 10      # environments in flight at once, across every worker
       max_errors: "10%"        # or a count; once exceeded, no new environment starts
       bake_minutes: 30         # after a wave passed, before the next one starts
+      approve_per: wave        # or environment (default): who needs approval is asked once
       waves:                   # default: one wave per tier, dev, staging, prod
         - {name: canary, select: ["name=acme-canary"]}
         - {name: dev, select: ["tier=dev"]}
@@ -68,6 +69,7 @@ class FleetSettings(BaseModel):
     max_concurrency: int = Field(default=10, ge=1, le=500)
     max_errors: int | str = 0
     bake_minutes: float = Field(default=0.0, ge=0)
+    approve_per: Literal["environment", "wave"] = "environment"
     waves: list[Wave] = Field(default_factory=_tier_waves, min_length=1)
     work_pool: str = Field(default="phasegate", min_length=1)
     concurrency_limit: str = Field(default="phasegate-fleet", pattern=r"^[a-z0-9-]+$")

@@ -24,8 +24,14 @@ from conftest import free_port, write_environment
 from flowruns import FlowThread
 from postgres import postgres_cluster, prefect_server
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+    FlowRunFilter,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelled
 from test_deployments import task_runs
@@ -40,6 +46,7 @@ from phasegate.ledger import Ledger
 from phasegate.sandbox.seed import seed_environment
 from phasegate.sandbox.simulator import WorkloadSimulator, set_fault
 from phasegate.status import environment_tag
+from tasks.approvals import resume_with
 from tasks.registry import ordered
 
 FAST_GATE = {"interval_seconds": 0.2, "count": 2, "lookback_minutes": 1}
@@ -259,3 +266,81 @@ def test_a_fleet_stops_at_max_errors_then_resumes_what_is_left_on_two_workers(
     assert {results[n] for n in prod} == {"cancelled"}, second.error.summary.failure_lines()
     assert all(results[c.name] == "completed" for c in configs if c.tier != "prod"), results
     print("timings:", {k: round(v, 1) for k, v in timings.items()})
+
+
+@pytest.mark.timeout(600)
+def test_a_prod_wave_asks_once_listing_every_plan_and_its_runs_ask_nothing(
+    sandbox: str, tmp_path: Path, workers: Callable[[str], list[Path]], api: str
+) -> None:
+    """`approve_per: wave`: one form on the fleet run before any prod run exists; each run
+    takes that answer (bound to its plan's digests), nat.remove's extra approval included."""
+    folder = tmp_path / "environments"
+    folder.mkdir()
+    clients = AwsClients(AwsSettings(region="us-east-1", endpoint_url=sandbox))
+    configs = []
+    for index, name in enumerate(("wv-prod-1", "wv-prod-2"), start=1):
+        seed_environment(clients, name, index)
+        path = write_environment(
+            folder, name, sandbox, tier="prod", gates=FAST_GATE, phases={"enabled": [1]}
+        )
+        configs.append(parse_environment(path))
+    simulator = WorkloadSimulator(lambda: configs, tick_seconds=0.3).start()
+    pool = f"wave-{uuid4().hex[:8]}"
+    settings = FleetSettings(
+        max_concurrency=2,
+        approve_per="wave",
+        work_pool=pool,
+        concurrency_limit=f"wave-test-{uuid4().hex[:8]}",
+        poll_seconds=0.5,
+    )
+    workers(pool)
+    try:
+        run = FlowThread(lambda: fleet([], [1], settings, [str(folder)]), label="wave")
+        deadline = time.monotonic() + 240
+        while True:
+            with get_client(sync_client=True) as client:
+                fleet_run = client.read_flow_run(run.run_id) if run.run_id else None
+            if fleet_run and fleet_run.state and fleet_run.state.is_paused():
+                break
+            assert run.thread.is_alive(), f"the fleet ended before it asked: {run.error!r}"
+            assert time.monotonic() < deadline, "the wave never asked for approval"
+            time.sleep(1)
+        tag = fleet_tag(str(run.run_id))
+        assert fleet_runs(tag) == [], "no prod run starts before the wave is approved"
+        form = wave_form(run.run_id)
+        assert "wave `prod`: 2 environments" in form and "Total monthly cost delta" in form
+        for config in configs:
+            assert f"| `{config.name}` | prod |" in form and f"on `{config.name}`" in form
+        assert "`nat.remove`" in form.split("\n---\n")[0], "the extra approval is on the form"
+        resume_with(run.run_id, approved=True, approver="wave-lead", comment="both")
+        run.join(timeout=420)
+    finally:
+        simulator.stop()
+    assert run.error is None, run.error
+    summary = run.result
+    assert {e.environment: e.result for e in summary.environments} == {
+        "wv-prod-1": "completed",
+        "wv-prod-2": "completed",
+    }
+    runs = fleet_runs(fleet_tag(str(run.run_id)))
+    assert len(runs) == 2
+    with get_client(sync_client=True) as client:
+        for env_run in runs:
+            states = {s.type for s in client.read_flow_run_states(env_run.id)}
+            assert StateType.PAUSED not in states, f"{env_run.name} asked again"
+    for config in configs:
+        ledger = Ledger(config)
+        applied = [r for step in ordered(1) for r in ledger.chain(1, step) if r.approver]
+        assert applied and {r.approver for r in applied} == {"wave-lead"}, config.name
+
+
+def wave_form(fleet_run_id: object) -> str:
+    """The markdown of the wave's approval form, from the fleet run's artifacts."""
+    with get_client(sync_client=True) as client:
+        [artifact] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["approval-wave-prod-phase-1"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[fleet_run_id]),
+            )
+        )
+    return str(artifact.data)
