@@ -1,0 +1,296 @@
+"""What every `regions.expand` sub-step shares: the second region, its tags, and one lifecycle.
+
+`regions.expand` builds a standby copy of the environment in `regions.secondary`, one Step
+per kind of resource (network, alb, database, cache, compute, dns), so a failure half-way
+resumes from the sub-step that failed and a rollback tears down in the reverse order.
+
+Each sub-step describes its resources by name and intent, never by ids the step before it
+made: the whole phase is planned (and approved) before the first sub-step runs, and a plan
+that named the new VPC's id could not be the plan the later sub-step makes once the VPC
+exists. So `desired()` and `current()` return the same shape (names, sizes, paths); the plan
+is their difference and verify proves `current() == desired`. Apply looks the upstream
+resources up by their tags at the time it runs.
+
+Everything made carries the environment's discovery tags, `PhasegateRole: secondary` and
+`phasegate:created-by = <step id>`: re-runs reuse it, rollback deletes exactly it (also what
+a run killed half-way left, without relying on what it journaled).
+"""
+
+from abc import abstractmethod
+from typing import Any
+
+from phasegate.cost import load_price_table, price_inventory
+from phasegate.errors import AwsCallError
+from phasegate.inventory import Discovery, Inventory, LoadBalancer
+from phasegate.steps import (
+    CREATED_BY_TAG,
+    Change,
+    Observation,
+    Record,
+    Reversibility,
+    Step,
+    StepRefused,
+    VerificationFailed,
+    diff_entry,
+    flatten,
+)
+
+ROLE_TAG = "PhasegateRole"
+SECONDARY = "secondary"
+NETWORK_STEP = "regions.expand.network"
+ALB_STEP = "regions.expand.alb"
+APP_PORT_TAG = "phasegate:app-port"
+
+
+class RegionObservation(Observation):
+    """The sub-step's resources in the second region (None: not asked for)."""
+
+    region: str | None
+    current: dict[str, Any] | None
+    desired: dict[str, Any] | None
+
+
+def tag_list(tags: dict[str, str], key: str = "Key", value: str = "Value") -> list[dict[str, str]]:
+    return [{key: k, value: v} for k, v in tags.items()]
+
+
+def tag_dict(tags: list[dict[str, str]] | None) -> dict[str, str]:
+    """AWS spells tags Key/Value or key/value depending on the service."""
+    return {t.get("Key", t.get("key", "")): t.get("Value", t.get("value", "")) for t in tags or []}
+
+
+def missing(error: AwsCallError, *codes: str) -> bool:
+    """True when `error` says the resource is not there (gone already: nothing to undo)."""
+    return error.code in codes or "NotFound" in (error.code or "")
+
+
+class RegionStep(Step):
+    """A sub-step of `regions.expand`: subclasses say what they want and how to make it."""
+
+    phase = 3
+
+    # -- where and what ------------------------------------------------------------------
+
+    @property
+    def region(self) -> str | None:
+        return self.ctx.config.regions.secondary
+
+    def client(self, service: str, region: str | None = None) -> Any:
+        return self.clients.client(service, region or self.region)
+
+    def target(self) -> dict[str, Any]:
+        return self.ctx.config.regions.model_dump()
+
+    def role_tags(self) -> dict[str, str]:
+        """What marks every resource of the second region (the contract with failover)."""
+        return {**self.ctx.config.discovery.tags, ROLE_TAG: SECONDARY}
+
+    def tags(self, step: str | None = None) -> dict[str, str]:
+        """The tags of what `step` (default: this one) made in the second region."""
+        return {**self.role_tags(), CREATED_BY_TAG: step or self.id}
+
+    def name(self, suffix: str, limit: int = 255) -> str:
+        """`ENV-suffix`, the environment's part shortened so it fits AWS's `limit`."""
+        room = limit - len(suffix) - 1
+        return f"{self.ctx.config.name[:room].rstrip('-')}-{suffix}"
+
+    def ec2_ids(self, kind: str, step: str, region: str | None = None) -> list[str]:
+        """Ids of the EC2 `kind` (vpcs, subnets, security-groups, ...) `step` made there."""
+        filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in self.tags(step).items()]
+        ec2 = self.client("ec2", region)
+        method, key, id_key = {
+            "vpcs": ("describe_vpcs", "Vpcs", "VpcId"),
+            "subnets": ("describe_subnets", "Subnets", "SubnetId"),
+            "security-groups": ("describe_security_groups", "SecurityGroups", "GroupId"),
+            "internet-gateways": (
+                "describe_internet_gateways",
+                "InternetGateways",
+                "InternetGatewayId",
+            ),
+            "route-tables": ("describe_route_tables", "RouteTables", "RouteTableId"),
+        }[kind]
+        found = getattr(ec2, method)(Filters=filters)[key]
+        return sorted(item[id_key] for item in found)
+
+    def security_group(self, role: str, region: str | None = None) -> str | None:
+        """The id of the security group `regions.expand.alb` made for `role` (alb or app)."""
+        filters = [
+            {"Name": f"tag:{k}", "Values": [v]} for k, v in {**self.tags(ALB_STEP)}.items()
+        ] + [{"Name": "group-name", "Values": [self.name(role)]}]
+        found = self.client("ec2", region).describe_security_groups(Filters=filters)
+        groups = found["SecurityGroups"]
+        return groups[0]["GroupId"] if groups else None
+
+    def primary_load_balancer(self) -> LoadBalancer:
+        """The primary region's internet-facing ALB: what the second region copies."""
+        found = [
+            lb
+            for lb in Discovery(self.ctx.config, self.clients).load_balancers()
+            if lb.scheme == "internet-facing"
+        ]
+        if len(found) != 1:
+            names = ", ".join(lb.name for lb in found) or "none"
+            raise StepRefused(
+                f"{self.where()}: the second region copies exactly one internet-facing ALB "
+                f"of the primary; found {names}"
+            )
+        return found[0]
+
+    def load_balancer(self, region: str | None = None) -> dict[str, Any] | None:
+        """The ALB `regions.expand.alb` made in the second region, as AWS describes it."""
+        elbv2 = self.client("elbv2", region)
+        balancers = elbv2.describe_load_balancers()["LoadBalancers"]
+        wanted = self.tags(ALB_STEP)
+        for i in range(0, len(balancers), 20):
+            chunk = balancers[i : i + 20]
+            arns = [lb["LoadBalancerArn"] for lb in chunk]
+            described = elbv2.describe_tags(ResourceArns=arns)["TagDescriptions"]
+            tags = {d["ResourceArn"]: tag_dict(d.get("Tags")) for d in described}
+            for lb in chunk:
+                found = tags.get(lb["LoadBalancerArn"], {})
+                if all(found.get(k) == v for k, v in wanted.items()):
+                    return dict(lb)
+        return None
+
+    def target_group(self, region: str | None = None) -> dict[str, Any] | None:
+        """The target group `regions.expand.alb` made in the second region."""
+        elbv2 = self.client("elbv2", region)
+        try:
+            groups = elbv2.describe_target_groups(Names=[self.name("app", 32)])["TargetGroups"]
+        except AwsCallError as exc:
+            if missing(exc, "TargetGroupNotFound"):
+                return None
+            raise
+        return dict(groups[0]) if groups else None
+
+    def delete_security_group(self, region: str, group: str) -> None:
+        """Delete `group`, waiting while AWS still holds network interfaces in it (those of a
+        deleted ALB or task are released minutes after the deletion returns)."""
+        ec2 = self.client("ec2", region)
+
+        def attempt() -> bool:
+            try:
+                ec2.delete_security_group(GroupId=group)
+            except AwsCallError as exc:
+                if exc.code == "DependencyViolation":
+                    return False
+                if not missing(exc, "InvalidGroup.NotFound"):
+                    raise
+            return True
+
+        self.ctx.wait(f"security group {group} in {region} deleted", attempt, bool)
+
+    def where(self) -> str:
+        return f"{self.ctx.config.name}: {self.id}"
+
+    def region_of(self, record: Record) -> str | None:
+        """The region a Record's change was made in (the config may have changed since)."""
+        if record.change is not None and record.change.desired.get("region"):
+            return str(record.change.desired["region"])
+        return str(record.after.get("region") or "") or self.region
+
+    # -- pricing -------------------------------------------------------------------------
+
+    def copy_cost(self, **parts: Any) -> float:
+        """What copies of the primary's `parts` (Inventory fields) cost a month at the
+        second region's prices (config/pricing/REGION.yaml)."""
+        assert self.region is not None
+        inventory = Inventory(
+            environment=self.ctx.config.name,
+            region=self.region,
+            **{
+                "vpcs": [],
+                "services": [],
+                "load_balancers": [],
+                "databases": [],
+                "caches": [],
+                "autoscaling_groups": [],
+                **parts,
+            },
+        )
+        prices = load_price_table(self.region)
+        return round(price_inventory(inventory, self.ctx.config, prices).total, 2)
+
+    # -- what subclasses say -------------------------------------------------------------
+
+    @abstractmethod
+    def desired(self) -> dict[str, Any]:
+        """What the config asks for in the second region, by names and settings."""
+
+    @abstractmethod
+    def current(self, region: str) -> dict[str, Any]:
+        """What the second region shows now, in `desired()`'s shape ({} when nothing)."""
+
+    @abstractmethod
+    def make(self, desired: dict[str, Any]) -> dict[str, Any]:
+        """Create (or complete) the resources; return what was made, by id."""
+
+    @abstractmethod
+    def teardown(self, region: str) -> None:
+        """Delete everything this step made in `region` (found by its tags); idempotent."""
+
+    @abstractmethod
+    def leftovers(self, region: str) -> list[str]:
+        """What this step made that is still in `region`, one name each."""
+
+    @abstractmethod
+    def describe(self, desired: dict[str, Any]) -> tuple[str, list[str], float]:
+        """The change's summary, its actions and its monthly cost delta."""
+
+    # -- the lifecycle -------------------------------------------------------------------
+
+    def observe(self) -> RegionObservation:
+        if self.region is None:
+            return RegionObservation(region=None, current=None, desired=None)
+        return RegionObservation(
+            region=self.region, current=self.current(self.region), desired=self.desired()
+        )
+
+    def plan(self, obs: Observation) -> Change | None:
+        assert isinstance(obs, RegionObservation)
+        if obs.desired is None or obs.current == obs.desired:
+            return None
+        summary, actions, delta = self.describe(obs.desired)
+        return self.change(
+            summary,
+            actions,
+            delta,
+            reversibility=Reversibility(
+                restart_needed=False,
+                rollback_possible=True,
+                expected_disruption="none: the primary region is not touched",
+            ),
+            before={"region": obs.region, "found": obs.current},
+            desired=obs.desired,
+        )
+
+    def apply(self, change: Change) -> dict[str, Any]:
+        return {"region": change.desired["region"], **self.make(change.desired)}
+
+    def verify(self, record: Record) -> None:
+        if record.change is None:
+            if self.region is None:
+                return
+            expected = self.desired()
+        else:
+            expected = record.change.desired
+        found = flatten(self.current(str(expected["region"])))
+        wanted = flatten(expected)
+        diff = {k: diff_entry(v, found.get(k)) for k, v in wanted.items() if found.get(k) != v} | {
+            k: diff_entry(None, v) for k, v in found.items() if k not in wanted
+        }
+        if diff:
+            raise VerificationFailed.of(self.where(), diff)
+
+    def rollback(self, record: Record) -> None:
+        region = self.region_of(record)
+        if region:
+            self.teardown(region)
+
+    def verify_rollback(self, record: Record) -> None:
+        region = self.region_of(record)
+        left = self.leftovers(region) if region else []
+        if left:
+            raise VerificationFailed(
+                f"{self.where()}: still in {region} after rollback: {', '.join(left)}"
+            )
