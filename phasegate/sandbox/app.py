@@ -9,6 +9,8 @@ what moto lacks and a migration needs is answered here, in AWS's own wire format
   answered from `CACHE_NODE_MEMORY_GIB` and the group's current node type in moto.
 - The gap-fillers of phasegate.sandbox.gaps, each in its own module (what Terraform's AWS
   provider needs, for one).
+- The second region's gaps (a cross-region read replica in its own subnet group and its
+  deletion, ElastiCache subnet group deletion): phasegate.sandbox.region_gaps.
 - DescribeTargetHealth: a target whose security groups do not admit the ALB is unhealthy,
   as AWS's failed health check says it (phasegate.sandbox.target_reachability).
 
@@ -51,6 +53,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from phasegate.sandbox import gaps
 from phasegate.sandbox.latency import Latency, SpecError, account_and_region, check_factor
 from phasegate.sandbox.phase2_gaps import Phase2Gaps
+from phasegate.sandbox.region_gaps import RegionGaps
 from phasegate.sandbox.target_reachability import TargetReachability
 
 ORDERABLE_ENGINES = {"postgres": ["13.15", "14.12", "15.7", "15.8", "16.3", "16.4", "17.2"]}
@@ -223,7 +226,9 @@ class SandboxApp:
     and makes changes take time (phasegate.sandbox.latency)."""
 
     def __init__(self, latency: float = 0.0) -> None:
-        self.moto = TargetReachability(Phase2Gaps(DomainDispatcherApplication(create_backend_app)))
+        self.moto = TargetReachability(
+            Phase2Gaps(RegionGaps(DomainDispatcherApplication(create_backend_app)))
+        )
         self.calls: list[dict[str, str]] = []
         self.faults: list[ApiFault] = []
         self.latency = Latency(latency)
