@@ -19,7 +19,7 @@ from phasegate import deploy as deployments
 from phasegate import entrypoints, fleet_cli, server_cli
 from phasegate.approvals import check_auto_approve_allowed
 from phasegate.checkpoints import checkpoint_storage
-from phasegate.compare import compare_alternatives
+from phasegate.compare import compare_alternatives, with_secondary_rows
 from phasegate.config import EnvironmentConfig, load_environment
 from phasegate.cost import load_price_table, price_inventory
 from phasegate.cost_tables import comparison_details, comparison_table, savings_table
@@ -31,6 +31,7 @@ from phasegate.logs import configure
 from phasegate.prefect_api import prefect_api
 from phasegate.preflight import check_aws, reachable_environment
 from phasegate.prices_refresh import refresh_price_table
+from phasegate.region_cost import secondary_rows, with_secondary
 from phasegate.render import (
     cost_table,
     history_table,
@@ -42,6 +43,7 @@ from phasegate.report import MigrationFailed, MigrationReport
 from phasegate.sandbox import cli as sandbox_cli
 from phasegate.sandbox.server import start_sandbox, stop_sandbox
 from phasegate.savings import SavingsReport, savings_report
+from phasegate.secondary_region import discover_secondary
 from phasegate.status import environment_tag, status_table
 from phasegate.steps import PlanBlocked
 
@@ -97,20 +99,30 @@ def _setup(ctx: typer.Context) -> None:
 @app.command()
 @reports_errors
 def inventory(env: EnvArg, as_json: JsonOpt = False) -> None:
-    """What discovery finds for ENV, by its tags."""
-    inv = discover(reachable_environment(env))
+    """What discovery finds for ENV, by its tags (and in its second region, if it has one)."""
+    config = reachable_environment(env)
+    inv, secondary = discover(config), discover_secondary(config)
     if as_json:
-        console.print_json(inv.model_dump_json())
-    else:
-        console.print(inventory_table(inv))
+        console.print_json(
+            data={
+                **inv.model_dump(mode="json"),
+                "secondary": secondary.model_dump(mode="json") if secondary else None,
+            }
+        )
+        return
+    console.print(inventory_table(inv))
+    if secondary is not None:
+        console.print(inventory_table(secondary, title="Second region of"))
 
 
 @app.command()
 @reports_errors
 def cost(env: EnvArg, as_json: JsonOpt = False) -> None:
-    """Monthly cost of ENV now, by component, from the dated price table."""
+    """Monthly cost of ENV now, by component, from the dated price tables (the second
+    region's rows priced with its own)."""
     config = reachable_environment(env)
     report = price_inventory(discover(config), config, load_price_table(config.aws.region))
+    report = with_secondary(report, config, discover_secondary(config))
     if as_json:
         console.print_json(report.model_dump_json())
     else:
@@ -124,6 +136,9 @@ def compare(env: EnvArg, as_json: JsonOpt = False) -> None:
     config = reachable_environment(env)
     prices = load_price_table(config.aws.region)
     result = compare_alternatives(discover(config), config, prices)
+    secondary = discover_secondary(config)
+    if secondary is not None:
+        result = with_secondary_rows(result, *secondary_rows(config, secondary))
     if as_json:
         console.print_json(result.model_dump_json())
     else:

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, computed_field
 
 from phasegate.config import EnvironmentConfig
-from phasegate.cost import Component, CostLine, PriceTable, price_inventory
+from phasegate.cost import Component, CostLine, CostRow, PriceTable, price_inventory
 from phasegate.inventory import AutoScalingGroup, Inventory
 
 AlternativeKey = Literal[
@@ -109,6 +109,21 @@ class Comparison(BaseModel):
     prices_as_of: str
     alternatives: list[Alternative]
     closing: list[str]
+    secondary_rows: list[CostRow] = []
+    """The second region's rows (phase 3) as found, the same under every alternative."""
+
+    @property
+    def secondary_total(self) -> float:
+        return sum((row.monthly for row in self.secondary_rows), 0.0)
+
+
+def with_secondary_rows(comparison: Comparison, rows: list[CostRow], note: str) -> Comparison:
+    """`comparison` with the second region's rows: a standby copy that every alternative
+    keeps as it is today, priced with its own region's table (`note` says which)."""
+    closing = f"The second region's rows are today's standby as found ({note}), in every column."
+    return comparison.model_copy(
+        update={"secondary_rows": rows, "closing": [*comparison.closing, closing]}
+    )
 
 
 def describe(line: CostLine) -> str:

@@ -189,10 +189,17 @@ class CostLine(BaseModel):
 
 
 class CostRow(BaseModel):
-    """One component of the seed's cost table, with the lines that make it up."""
+    """One component of the seed's cost table, with the lines that make it up; `region` is
+    set on the rows of the second region (phase 3), None on the environment's own."""
 
     component: Component
     lines: list[CostLine]
+    region: str | None = None
+
+    @property
+    def label(self) -> str:
+        """'Compute', or 'Compute (us-west-2)' for a row of the second region."""
+        return f"{self.component} ({self.region})" if self.region else self.component
 
     @computed_field
     @property
@@ -211,6 +218,7 @@ class CostReport(BaseModel):
     region: str
     prices_as_of: date
     rows: list[CostRow]
+    notes: list[str] = Field(default_factory=list)
 
     @computed_field
     @property
@@ -222,8 +230,8 @@ class CostReport(BaseModel):
         return [line for row in self.rows for line in row.lines]
 
     def by_component(self) -> dict[str, float]:
-        """Monthly dollars by component, in table order."""
-        return {row.component: row.monthly for row in self.rows}
+        """Monthly dollars by row label (component, region for the second's), in table order."""
+        return {row.label: row.monthly for row in self.rows}
 
     def row(self, component: str) -> float:
         """One row of the table by name, 'Total' included."""

@@ -26,8 +26,16 @@ def comparison_table(comparison: Comparison) -> Table:
         table.add_row(
             component, *(_money(alt.cell(component).monthly) for alt in comparison.alternatives)
         )
+    extra = comparison.secondary_total
+    for row in comparison.secondary_rows:
+        table.add_row(row.label, *(_money(row.monthly) for _ in comparison.alternatives))
     table.add_row(
-        "Total", *(_money(alt.total) for alt in comparison.alternatives), style="bold green"
+        "Total",
+        *(
+            _money(None if alt.total is None else alt.total + extra)
+            for alt in comparison.alternatives
+        ),
+        style="bold green",
     )
     if comparison.closing:
         table.caption = escape("\n".join(comparison.closing))

@@ -9,9 +9,9 @@ from phasegate.report import MigrationReport
 from phasegate.steps import Change, Record
 
 
-def inventory_table(inv: Inventory) -> Table:
+def inventory_table(inv: Inventory, title: str = "Inventory of") -> Table:
     """One row per resource, grouped by kind, with the fields the migration cares about."""
-    table = Table(title=f"Inventory of {inv.environment} ({inv.region})", title_justify="left")
+    table = Table(title=f"{title} {inv.environment} ({inv.region})", title_justify="left")
     table.add_column("Kind", style="bold")
     table.add_column("Id")
     table.add_column("Details")
@@ -69,10 +69,13 @@ def cost_table(report: CostReport) -> Table:
     table.add_column("Item")
     table.add_column("Monthly", justify="right")
     for row in report.rows:
-        table.add_row(row.component, "", f"${row.monthly:,.2f}", style="bold")
+        table.add_row(row.label, "", f"${row.monthly:,.2f}", style="bold")
         for line in row.lines:
             table.add_row("", line.description, f"${line.monthly:,.2f}")
     table.add_row("Total", "", f"${report.total:,.2f}", style="bold green")
+    if report.notes:
+        table.caption = "\n".join(report.notes)
+        table.caption_justify = "left"
     return table
 
 
@@ -146,9 +149,17 @@ def _migration_rows(report: MigrationReport) -> tuple[list[str], list[list[str]]
     ran = [p for p in report.phases if p.cost_after]
     header = ["Component", "Before", *(f"After phase {p.phase}" for p in ran)]
     first = ran[0].cost_before if ran else {}
+    # A phase may add rows (phase 3's second region): every row any column has, $0 elsewhere.
+    names = list(dict.fromkeys([*first, *(c for p in ran for c in p.cost_after)]))
+    if "Total" in names:
+        names.append(names.pop(names.index("Total")))
     rows = [
-        [component, f"${first[component]:,.2f}", *(f"${p.cost_after[component]:,.2f}" for p in ran)]
-        for component in first
+        [
+            name,
+            f"${first.get(name, 0.0):,.2f}",
+            *(f"${p.cost_after.get(name, 0.0):,.2f}" for p in ran),
+        ]
+        for name in names
     ]
     rows.append(["Health gate", "", *(p.gate for p in ran)])
     rows.append(["Outcome", "", *(p.status for p in ran)])

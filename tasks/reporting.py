@@ -8,18 +8,22 @@ from phasegate.cost import load_price_table, price_inventory
 from phasegate.cost_tables import savings_markdown
 from phasegate.errors import PhasegateError
 from phasegate.inventory import discover
+from phasegate.region_cost import with_secondary
 from phasegate.savings import savings_report
+from phasegate.secondary_region import discover_secondary
 from tasks.registry import PHASE_STEPS
 from tasks.runner import context_for
 
 
 @task(name="cost-snapshot", task_run_name="cost of {env}", cache_policy=NO_CACHE)
 def cost_snapshot(env: str) -> dict[str, float]:
-    """Component -> monthly dollars, plus "Total", from a fresh discovery."""
+    """Component -> monthly dollars, plus "Total", from a fresh discovery (the second
+    region's rows included once it has resources)."""
     ctx = context_for(env)
     report = price_inventory(
         discover(ctx.config, ctx.clients), ctx.config, load_price_table(ctx.config.aws.region)
     )
+    report = with_secondary(report, ctx.config, discover_secondary(ctx.config))
     return {**report.by_component(), "Total": report.total}
 
 
