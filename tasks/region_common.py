@@ -163,6 +163,62 @@ class RegionStep(Step):
             raise
         return dict(groups[0]) if groups else None
 
+    def own_security_group(self, region: str) -> dict[str, Any] | None:
+        """The one security group this step made (a data store's), as AWS describes it."""
+        filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in self.tags().items()]
+        found = self.client("ec2", region).describe_security_groups(Filters=filters)
+        return found["SecurityGroups"][0] if found["SecurityGroups"] else None
+
+    def admitted_from_app(self, region: str) -> list[int] | None:
+        """The ports this step's security group opens to the app's group (None: no group)."""
+        group = self.own_security_group(region)
+        if group is None:
+            return None
+        app = self.security_group("app", region)
+        return sorted(
+            r["FromPort"]
+            for r in group.get("IpPermissions", [])
+            if any(p.get("GroupId") == app for p in r.get("UserIdGroupPairs", []))
+        )
+
+    def make_data_group(self, suffix: str, port: int) -> str:
+        """A security group for a data store in the second region's VPC, open on `port` to
+        the app's security group only (regions.expand.alb made both)."""
+        ec2 = self.client("ec2")
+        app = self.security_group("app")
+        vpcs = self.ec2_ids("vpcs", NETWORK_STEP)
+        if app is None or not vpcs:
+            raise StepRefused(
+                f"{self.where()}: no VPC or app security group in {self.region}; "
+                f"{NETWORK_STEP} and {ALB_STEP} run first"
+            )
+        group = self.own_security_group(str(self.region))
+        if group is None:
+            tags = {**self.tags(), "Name": self.name(suffix)}
+            made = ec2.create_security_group(
+                GroupName=self.name(suffix),
+                Description=f"{suffix}: from the app only",
+                VpcId=vpcs[0],
+                TagSpecifications=[{"ResourceType": "security-group", "Tags": tag_list(tags)}],
+            )["GroupId"]
+            self.progress(security_group=made)
+            group_id = made
+        else:
+            group_id = group["GroupId"]
+        if port not in (self.admitted_from_app(str(self.region)) or []):
+            ec2.authorize_security_group_ingress(
+                GroupId=group_id,
+                IpPermissions=[
+                    {
+                        "IpProtocol": "tcp",
+                        "FromPort": port,
+                        "ToPort": port,
+                        "UserIdGroupPairs": [{"GroupId": app}],
+                    }
+                ],
+            )
+        return group_id
+
     def delete_security_group(self, region: str, group: str) -> None:
         """Delete `group`, waiting while AWS still holds network interfaces in it (those of a
         deleted ALB or task are released minutes after the deletion returns)."""
