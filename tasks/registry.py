@@ -18,6 +18,7 @@ from tasks.monitoring import MonitoringEnable
 from tasks.nat_assess import NatAssessment
 from tasks.nat_remove import NatRemoval
 from tasks.region_alb import RegionAlb
+from tasks.region_cache import RegionCache
 from tasks.region_database import RegionDatabase
 from tasks.region_network import RegionNetwork
 from tasks.scaling import ScalingEnable
@@ -26,7 +27,7 @@ from tasks.spot import SpotEnable
 PHASE_STEPS: dict[int, list[type[Step]]] = {
     1: [NatAssessment, NatRemoval, GravitonCompute, DatabaseResize, CacheResize],
     2: [ScalingEnable, MonitoringEnable, DatabaseConnections],
-    3: [SpotEnable, CdnEnable, RegionNetwork, RegionAlb, RegionDatabase],
+    3: [SpotEnable, CdnEnable, RegionNetwork, RegionAlb, RegionDatabase, RegionCache],
 }
 
 PHASE_NAMES = {1: "cost", 2: "architecture", 3: "advanced"}
