@@ -24,6 +24,7 @@ from phasegate.config import EnvironmentConfig, load_environment
 from phasegate.cost import load_price_table, price_inventory
 from phasegate.cost_tables import comparison_details, comparison_table, savings_table
 from phasegate.errors import ConfigError, PhasegateError
+from phasegate.failover import FAILOVER_PHASE, FAILOVER_STEP, plan_failover
 from phasegate.gates import GateFailed, GateRound, HealthGate, gate_table
 from phasegate.inventory import discover
 from phasegate.ledger import Ledger
@@ -85,7 +86,7 @@ def reports_errors(func: F) -> F:
 # Commands that run flows or read runs: without PREFECT_API_URL they start the local Prefect
 # server (phasegate/local_server.py) if it is not running; the others use it only if it runs
 # (`deploy` is refused without one, `fleet run` starts it after checking its input).
-_NEEDS_PREFECT = frozenset({"run", "rollback", "status", "approve", "unlock", "demo"})
+_NEEDS_PREFECT = frozenset({"run", "rollback", "failover", "status", "approve", "unlock", "demo"})
 
 
 @app.callback()
@@ -306,6 +307,30 @@ def rollback(
 
 @app.command()
 @reports_errors
+def failover(
+    env: EnvArg,
+    to: Annotated[str, typer.Option("--to", help="The second region (regions.secondary)")],
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve", help="Approve the promotion (dev only; never prod)")
+    ] = False,
+) -> None:
+    """Promote the read replica in the second region to a standalone database: irreversible.
+
+    Never part of a phase. Shows what it will do, asks as `rollback` does (and also in dev
+    unless --auto-approve), promotes, waits until the database is available, records it.
+    """
+    config = reachable_environment(env)
+    check_auto_approve_allowed(config, auto_approve)
+    plan = plan_failover(config, to)  # bad input: one line, exit 2, nothing changed
+    for line in plan.lines():
+        console.print(escape(line), highlight=False, soft_wrap=True)
+    with checkpoint_storage(config), tags(environment_tag(config.name)):
+        outcome = entrypoints.load(entrypoints.FAILOVER_FLOW)(env, to, auto_approve)
+    console.print(escape(outcome), highlight=False, soft_wrap=True)
+
+
+@app.command()
+@reports_errors
 def history(
     env: EnvArg,
     step: Annotated[str | None, typer.Option("--step", help="One step id, e.g. nat.remove")] = None,
@@ -313,13 +338,12 @@ def history(
 ) -> None:
     """Each step's ledger chain, oldest first: applies, intents, drift, rollbacks."""
     config = load_environment(env)
-    steps = entrypoints.load(entrypoints.STEPS)
-    if step is not None and step not in steps:
-        raise ConfigError(f"--step: unknown step {step!r}; known: {', '.join(sorted(steps))}")
+    phases = {sid: cls.phase for sid, cls in entrypoints.load(entrypoints.STEPS).items()}
+    phases[FAILOVER_STEP] = FAILOVER_PHASE  # `failover` keeps a chain too, beside the steps'
+    if step is not None and step not in phases:
+        raise ConfigError(f"--step: unknown step {step!r}; known: {', '.join(sorted(phases))}")
     ledger = Ledger(config)
-    chains = {
-        sid: ledger.chain(cls.phase, sid) for sid, cls in steps.items() if step in (None, sid)
-    }
+    chains = {sid: ledger.chain(n, sid) for sid, n in phases.items() if step in (None, sid)}
     if as_json:
         console.print_json(
             data={sid: [r.model_dump(mode="json") for r in chain] for sid, chain in chains.items()}

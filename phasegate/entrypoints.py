@@ -9,6 +9,7 @@ from typing import Any
 
 MIGRATION_FLOW = "flows.migration:migration"
 ROLLBACK_FLOW = "flows.rollback:rollback_phase"
+FAILOVER_FLOW = "flows.failover:failover"
 ROLLBACK_PREVIEW = "tasks.runner:rollback_preview"
 STEPS = "tasks.registry:STEPS"
 PLAN = "flows.plan:plan_phases"

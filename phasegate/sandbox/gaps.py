@@ -8,7 +8,13 @@ rewrite a request moto would misread).
 from collections.abc import Callable
 from typing import Any
 
-from phasegate.sandbox import ecs_rebalancing, elasticache_members, elbv2_scheme, phase3_gaps
+from phasegate.sandbox import (
+    ecs_rebalancing,
+    elasticache_members,
+    elbv2_scheme,
+    failover_gaps,
+    phase3_gaps,
+)
 
 Fill = Callable[[str, str, dict[str, list[str]], dict[str, Any]], tuple[str, str, bytes] | None]
 
@@ -17,6 +23,7 @@ GAP_FILLERS: list[Fill] = [
     ecs_rebalancing.fill,
     elbv2_scheme.fill,
     phase3_gaps.fill,
+    failover_gaps.fill,
 ]
 
 

@@ -1,0 +1,173 @@
+"""`phasegate failover ENV --to REGION` against the sandbox over HTTP and a real Prefect server:
+the plan it shows (promotion, Route 53 left as it is, irreversible), the approval it asks for
+(and never skips in prod), the promotion AWS then shows (a standalone, available database the
+primary no longer lists), its ledger chain, a second call that changes nothing, and bad input
+refused in one line with exit 2 and nothing changed.
+
+The second region is made directly with boto3 (a tagged cross-region replica and failover
+records with health checks), as regions.expand leaves it."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from conftest import write_environment
+from flowruns import FlowThread, stop_all
+from typer.testing import CliRunner
+
+from flows.failover import failover
+from phasegate.approvals import ApprovalRejected
+from phasegate.aws import AwsClients
+from phasegate.cli import app
+from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
+from phasegate.failover import FAILOVER_PHASE, FAILOVER_STEP, IAM_ACTIONS
+from phasegate.ledger import Ledger
+from phasegate.sandbox.app import is_mutating
+from tasks.approvals import resume_with
+
+pytestmark = pytest.mark.timeout(600)
+
+REGIONS = {"secondary": "us-west-2", "hosted_zone": "example.com.", "record_name": "api"}
+TAGS = [{"Key": "Environment", "Value": "demo"}, {"Key": "PhasegateRole", "Value": "secondary"}]
+
+
+def mutating_calls(sandbox: str) -> list[str]:
+    calls = requests.get(f"{sandbox}/_phasegate/calls", timeout=10).json()
+    return [f"{c['service']}:{c['action']}" for c in calls if is_mutating(c["action"])]
+
+
+def west(sandbox: str) -> AwsClients:
+    return AwsClients(AwsSettings(region="us-west-2", endpoint_url=sandbox))
+
+
+def replica(sandbox: str) -> dict[str, Any]:
+    return west(sandbox).rds.describe_db_instances(DBInstanceIdentifier="demo-db-west")[
+        "DBInstances"
+    ][0]
+
+
+@pytest.fixture
+def standby(seeded: EnvironmentConfig, sandbox: str, tmp_path: Path) -> Path:
+    """The demo environment with a second region: its replica and the failover records."""
+    east = AwsClients(AwsSettings(region="us-east-1", endpoint_url=sandbox))
+    primary = east.rds.describe_db_instances(DBInstanceIdentifier="demo-db")["DBInstances"][0]
+    west(sandbox).rds.create_db_instance_read_replica(
+        DBInstanceIdentifier="demo-db-west",
+        SourceDBInstanceIdentifier=primary["DBInstanceArn"],
+        DBInstanceClass="db.t3.micro",
+        Tags=TAGS,
+    )
+    route53 = east.route53
+    zone = route53.create_hosted_zone(Name="example.com.", CallerReference="failover-test")
+    changes = []
+    for role, target in (("PRIMARY", "demo-alb.us-east-1"), ("SECONDARY", "demo-alb.us-west-2")):
+        check = route53.create_health_check(
+            CallerReference=f"hc-{role}",
+            HealthCheckConfig={
+                "Type": "HTTP",
+                "FullyQualifiedDomainName": f"{target}.elb.amazonaws.com",
+                "ResourcePath": "/health",
+            },
+        )["HealthCheck"]["Id"]
+        record = {
+            "Name": "api.example.com.",
+            "Type": "CNAME",
+            "SetIdentifier": role.lower(),
+            "Failover": role,
+            "TTL": 60,
+            "HealthCheckId": check,
+            "ResourceRecords": [{"Value": f"{target}.elb.amazonaws.com"}],
+        }
+        changes.append({"Action": "CREATE", "ResourceRecordSet": record})
+    route53.change_resource_record_sets(
+        HostedZoneId=zone["HostedZone"]["Id"], ChangeBatch={"Changes": changes}
+    )
+    return write_environment(tmp_path, "demo", sandbox, regions=REGIONS)
+
+
+def cli(*args: str) -> Any:
+    return CliRunner().invoke(app, ["failover", *args], env={"COLUMNS": "200"})
+
+
+@pytest.mark.usefixtures("prefect_client_env")
+def test_failover_promotes_the_replica_records_it_and_is_done_once(
+    standby: Path, sandbox: str
+) -> None:
+    assert replica(sandbox)["ReadReplicaSourceDBInstanceIdentifier"].endswith(":db:demo-db")
+    requests.delete(f"{sandbox}/_phasegate/calls", timeout=10).raise_for_status()
+
+    result = cli(str(standby), "--to", "us-west-2", "--auto-approve")
+
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "promote demo-db-west (db.t3.micro) in us-west-2" in out
+    assert "IRREVERSIBLE" in out
+    assert "Route 53 PRIMARY record api.example.com. -> demo-alb.us-east-1" in out
+    assert "Route 53 SECONDARY record api.example.com. -> demo-alb.us-west-2" in out
+    assert "demo: demo-db-west in us-west-2 promoted to a standalone database" in out
+    assert mutating_calls(sandbox) == ["rds:PromoteReadReplica"]
+
+    promoted = replica(sandbox)
+    assert promoted["DBInstanceStatus"] == "available"
+    assert "ReadReplicaSourceDBInstanceIdentifier" not in promoted
+    east = AwsClients(AwsSettings(region="us-east-1", endpoint_url=sandbox))
+    primary = east.rds.describe_db_instances(DBInstanceIdentifier="demo-db")["DBInstances"][0]
+    assert primary["ReadReplicaDBInstanceIdentifiers"] == []
+
+    chain = Ledger(parse_environment(standby)).chain(FAILOVER_PHASE, FAILOVER_STEP)
+    assert [r.outcome for r in chain] == ["intent", "applied"]
+    assert chain[-1].approver == "phasegate"
+    assert chain[-1].after["standalone"] is True
+    assert set(chain[-1].api_actions) <= set(IAM_ACTIONS)
+    history = CliRunner().invoke(app, ["history", str(standby), "--step", FAILOVER_STEP])
+    assert history.exit_code == 0, history.output
+    assert "applied" in history.stdout
+
+    requests.delete(f"{sandbox}/_phasegate/calls", timeout=10).raise_for_status()
+    again = cli(str(standby), "--to", "us-west-2", "--auto-approve")
+    assert again.exit_code == 0, again.output
+    assert "was promoted by an earlier failover; nothing to do" in again.stdout
+    assert mutating_calls(sandbox) == []
+
+
+@pytest.mark.usefixtures("prefect_client_env")
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(
+    standby: Path, sandbox: str, tmp_path: Path
+) -> None:
+    requests.delete(f"{sandbox}/_phasegate/calls", timeout=10).raise_for_status()
+    (tmp_path / "prod").mkdir()
+    (tmp_path / "alone").mkdir()
+    prod = write_environment(tmp_path / "prod", "demo", sandbox, tier="prod", regions=REGIONS)
+    alone = write_environment(tmp_path / "alone", "demo", sandbox)
+    cases = {
+        (str(standby), "us-east-1"): "'us-east-1' is not regions.secondary ('us-west-2')",
+        (str(standby), "eu-west-1"): "'eu-west-1' is not regions.secondary",
+        (str(alone), "us-west-2"): "regions.secondary is not set",
+        (str(prod), "us-west-2"): "auto",  # prod never takes --auto-approve
+    }
+    west(sandbox).rds.delete_db_instance(DBInstanceIdentifier="demo-db-west")
+    cases[(str(standby), "us-west-2")] = "no read replica of"
+    for (env, region), expected in cases.items():
+        result = cli(env, "--to", region, "--auto-approve")
+        assert result.exit_code == 2, (env, region, result.output)
+        assert expected in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert mutating_calls(sandbox) == ["rds:DeleteDBInstance"]  # the test's own
+
+
+@pytest.mark.usefixtures("prefect_client_env")
+def test_without_auto_approve_it_asks_and_a_rejection_changes_nothing(
+    standby: Path, sandbox: str
+) -> None:
+    started = FlowThread(lambda: failover(str(standby), "us-west-2"))
+    try:
+        run_id = started.wait_paused()
+        resume_with(run_id, False, "bob", "not during the sale")
+        started.join()
+    finally:
+        stop_all([started], lambda run: resume_with(run, False, "test-teardown"))
+    assert isinstance(started.error, ApprovalRejected)
+    assert "rejected by bob" in str(started.error)
+    assert replica(sandbox)["ReadReplicaSourceDBInstanceIdentifier"].endswith(":db:demo-db")
+    assert Ledger(parse_environment(standby)).chain(FAILOVER_PHASE, FAILOVER_STEP) == []
