@@ -1,8 +1,9 @@
 """Health gates: checks evaluated every interval for count rounds, in the Argo Rollouts style.
 
-A gate discovers the environment once, then runs a round of checks every `interval_seconds`,
-`count` times. Each check is one question about one resource (the 5xx ratio of one ALB, the
-CPU of one database) and each round gives it one measurement: pass, fail or inconclusive.
+A gate discovers the environment once (and its second region: phasegate.gate_regions), then
+runs a round of checks every `interval_seconds`, `count` times. Each check is one question
+about one resource (the 5xx ratio of one ALB, the CPU of one database) and each round gives
+it one measurement: pass, fail or inconclusive.
 
 What a round measures is phasegate.gate_checks (metrics from CloudWatch in one GetMetricData
 call per round, statuses from describe calls, alarms by their tags); how the verdict reads is
@@ -33,6 +34,7 @@ from typing import Any
 from phasegate.aws import AwsClients
 from phasegate.config import EnvironmentConfig
 from phasegate.gate_checks import GateChecks, load_balancer_dimension, target_group_dimension
+from phasegate.gate_regions import SecondRegionChecks
 from phasegate.gate_render import gate_table, render_markdown
 from phasegate.gate_results import CheckResult, GateFailed, GateResult, GateRound, fmt_value
 from phasegate.inventory import discover
@@ -91,6 +93,7 @@ class HealthGate:
         started = datetime.now(UTC)
         inventory = discover(self.config, self.clients)
         serving = self.checks.serving_target_groups(inventory)
+        standby = SecondRegionChecks.discover(self.config, self.clients)
         interval = self.gates.interval_seconds
         base = _utc(now) if now is not None else None
         tallies: dict[tuple[str, str], _Tally] = {}
@@ -102,9 +105,10 @@ class HealthGate:
                 if base is not None
                 else datetime.now(UTC)
             )
-            current = GateRound(
-                number=number, at=at, checks=self.checks.measure(inventory, serving, at)
-            )
+            checks = self.checks.measure(inventory, serving, at)
+            if standby is not None:
+                checks += standby.measure(at)
+            current = GateRound(number=number, at=at, checks=checks)
             rounds.append(current)
             if self.on_round is not None:
                 self.on_round(current)

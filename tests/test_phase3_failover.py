@@ -7,6 +7,7 @@ refused in one line with exit 2 and nothing changed.
 The second region is made directly with boto3 (a tagged cross-region replica and failover
 records with health checks), as regions.expand leaves it."""
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,12 @@ from phasegate.approvals import ApprovalRejected
 from phasegate.aws import AwsClients
 from phasegate.cli import app
 from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
+from phasegate.config_phase3 import Regions
 from phasegate.failover import FAILOVER_PHASE, FAILOVER_STEP, IAM_ACTIONS
+from phasegate.gates import HealthGate
 from phasegate.ledger import Ledger
 from phasegate.sandbox.app import is_mutating
+from phasegate.sandbox.simulator import WorkloadSimulator
 from tasks.approvals import resume_with
 
 pytestmark = pytest.mark.timeout(600)
@@ -171,3 +175,33 @@ def test_without_auto_approve_it_asks_and_a_rejection_changes_nothing(
     assert "rejected by bob" in str(started.error)
     assert replica(sandbox)["ReadReplicaSourceDBInstanceIdentifier"].endswith(":db:demo-db")
     assert Ledger(parse_environment(standby)).chain(FAILOVER_PHASE, FAILOVER_STEP) == []
+
+
+def test_gates_read_the_second_region_which_the_simulator_publishes(standby: Path) -> None:
+    config = parse_environment(standby)
+    fast = config.model_copy(
+        update={"gates": config.gates.model_copy(update={"interval_seconds": 1, "count": 2})}
+    )
+    primary_only = fast.model_copy(update={"regions": Regions()})
+    now = datetime.now(UTC)
+    WorkloadSimulator(lambda: [primary_only], backfill_minutes=10).tick(now)
+
+    blind = HealthGate(fast).evaluate(now=now, sleep=lambda _: None)
+    assert blind.verdict == "fail"  # the standby has no metrics: inconclusive, never a pass
+    assert "rds-cpu on demo-db-west (us-west-2)" in blind.reason
+    assert HealthGate(primary_only).evaluate(now=now, sleep=lambda _: None).verdict == "pass"
+
+    sent = WorkloadSimulator(lambda: [fast], backfill_minutes=10).tick(now)
+    assert sent["demo@us-west-2"] == 10 * 2  # CPU and connections of the replica, a minute
+
+    result = HealthGate(fast).evaluate(now=now, sleep=lambda _: None)
+    assert result.verdict == "pass", result.reason
+    west = {
+        (c.name, c.status) for c in result.rounds[0].checks if c.resource.endswith("(us-west-2)")
+    }
+    assert west == {
+        ("rds-status", "pass"),
+        ("rds-cpu", "pass"),
+        ("rds-connections", "pass"),
+        ("alarms", "pass"),
+    }

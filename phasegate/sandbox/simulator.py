@@ -59,7 +59,7 @@ checkpoint), so ticking every half second costs a few milliseconds.
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -75,6 +75,7 @@ from phasegate.home import generated_environments_dir
 from phasegate.inventory import Inventory, LoadBalancer, discover
 from phasegate.retry import RetryPolicy
 from phasegate.sandbox.server import faults_path, write_text_atomic
+from phasegate.secondary_region import secondary_config
 
 if TYPE_CHECKING:
     from phasegate.ledger import Ledger
@@ -200,6 +201,17 @@ def set_fault(
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def with_second_regions(configs: Iterable[EnvironmentConfig]) -> Iterator[EnvironmentConfig]:
+    """Each environment, then its second region (`regions.secondary`) as an environment of its
+    own, named ENV@REGION: discovered there by its tags and published to that region's
+    CloudWatch. Faults are set per environment name, so they never reach the standby."""
+    for config in configs:
+        yield config
+        secondary = secondary_config(config)
+        if secondary is not None:
+            yield secondary.model_copy(update={"name": f"{config.name}@{secondary.aws.region}"})
+
+
 def sandbox_environments(endpoint: str) -> list[EnvironmentConfig]:
     """The environment files `phasegate sandbox up|seed` wrote for the sandbox at `endpoint`.
 
@@ -306,7 +318,7 @@ class WorkloadSimulator:
         minute = (now or datetime.now(UTC)).astimezone(UTC).replace(second=0, microsecond=0)
         faults = read_fault_specs(self.faults_file)
         sent: dict[str, int] = {}
-        for config in self.environments():
+        for config in with_second_regions(self.environments()):
             try:
                 fault = self._fault_in_force(config, faults.get(config.name))
                 sent[config.name] = self._tick_environment(config, minute, fault)
@@ -397,6 +409,8 @@ class WorkloadSimulator:
         for m in minutes:
             for namespace, datums in self.datapoints(inventory, m, fault).items():
                 data.setdefault(namespace, []).extend(datums)
+        if not data and name not in self._published:
+            return 0  # nothing there yet (a second region before regions.expand): backfill later
         for namespace, datums in data.items():
             for i in range(0, len(datums), _BATCH):
                 clients.cloudwatch.put_metric_data(
