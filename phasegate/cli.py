@@ -322,7 +322,7 @@ def failover(
     config = reachable_environment(env)
     check_auto_approve_allowed(config, auto_approve)
     plan = plan_failover(config, to)  # bad input: one line, exit 2, nothing changed
-    for line in plan.lines():
+    for line in plan.lines() if plan.state != "promoted" else []:
         console.print(escape(line), highlight=False, soft_wrap=True)
     with checkpoint_storage(config), tags(environment_tag(config.name)):
         outcome = entrypoints.load(entrypoints.FAILOVER_FLOW)(env, to, auto_approve)

@@ -131,7 +131,9 @@ def test_failover_promotes_the_replica_records_it_and_is_done_once(
     requests.delete(f"{sandbox}/_phasegate/calls", timeout=10).raise_for_status()
     again = cli(str(standby), "--to", "us-west-2", "--auto-approve")
     assert again.exit_code == 0, again.output
-    assert "was promoted by an earlier failover; nothing to do" in again.stdout
+    assert again.stdout.strip().splitlines() == [
+        "demo: demo-db-west in us-west-2 was promoted by an earlier failover; nothing to do"
+    ]
     assert mutating_calls(sandbox) == []
 
 
