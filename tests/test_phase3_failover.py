@@ -5,8 +5,10 @@ primary no longer lists), its ledger chain, a second call that changes nothing, 
 refused in one line with exit 2 and nothing changed.
 
 The second region is made directly with boto3 (a tagged cross-region replica and failover
-records with health checks), as regions.expand leaves it."""
+records with health checks), as regions.expand leaves it; the last test makes it with the
+regions.expand sub-steps themselves. Gates read the second region once it holds something."""
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,13 +27,22 @@ from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
 from phasegate.config_phase3 import Regions
 from phasegate.failover import FAILOVER_PHASE, FAILOVER_STEP, IAM_ACTIONS
 from phasegate.gates import HealthGate
+from phasegate.inventory import discover
 from phasegate.ledger import Ledger
+from phasegate.lifecycle import execute
+from phasegate.region_cost import SecondaryPart, monthly_cost_of_secondary
 from phasegate.sandbox.app import is_mutating
 from phasegate.sandbox.simulator import WorkloadSimulator
+from phasegate.steps import StepContext
 from tasks.approvals import resume_with
+from tasks.region_alb import RegionAlb
+from tasks.region_cache import RegionCache
+from tasks.region_database import RegionDatabase
+from tasks.region_network import RegionNetwork
 
 pytestmark = pytest.mark.timeout(600)
 
+CENT = 0.01
 REGIONS = {"secondary": "us-west-2", "hosted_zone": "example.com.", "record_name": "api"}
 TAGS = [{"Key": "Environment", "Value": "demo"}, {"Key": "PhasegateRole", "Value": "secondary"}]
 
@@ -41,12 +52,12 @@ def mutating_calls(sandbox: str) -> list[str]:
     return [f"{c['service']}:{c['action']}" for c in calls if is_mutating(c["action"])]
 
 
-def west(sandbox: str) -> AwsClients:
+def west_clients(sandbox: str) -> AwsClients:
     return AwsClients(AwsSettings(region="us-west-2", endpoint_url=sandbox))
 
 
 def replica(sandbox: str) -> dict[str, Any]:
-    return west(sandbox).rds.describe_db_instances(DBInstanceIdentifier="demo-db-west")[
+    return west_clients(sandbox).rds.describe_db_instances(DBInstanceIdentifier="demo-db-west")[
         "DBInstances"
     ][0]
 
@@ -56,7 +67,7 @@ def standby(seeded: EnvironmentConfig, sandbox: str, tmp_path: Path) -> Path:
     """The demo environment with a second region: its replica and the failover records."""
     east = AwsClients(AwsSettings(region="us-east-1", endpoint_url=sandbox))
     primary = east.rds.describe_db_instances(DBInstanceIdentifier="demo-db")["DBInstances"][0]
-    west(sandbox).rds.create_db_instance_read_replica(
+    west_clients(sandbox).rds.create_db_instance_read_replica(
         DBInstanceIdentifier="demo-db-west",
         SourceDBInstanceIdentifier=primary["DBInstanceArn"],
         DBInstanceClass="db.t3.micro",
@@ -152,7 +163,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
         (str(alone), "us-west-2"): "regions.secondary is not set",
         (str(prod), "us-west-2"): "auto",  # prod never takes --auto-approve
     }
-    west(sandbox).rds.delete_db_instance(DBInstanceIdentifier="demo-db-west")
+    west_clients(sandbox).rds.delete_db_instance(DBInstanceIdentifier="demo-db-west")
     cases[(str(standby), "us-west-2")] = "no read replica of"
     for (env, region), expected in cases.items():
         result = cli(env, "--to", region, "--auto-approve")
@@ -207,3 +218,36 @@ def test_gates_read_the_second_region_which_the_simulator_publishes(standby: Pat
         ("rds-connections", "pass"),
         ("alarms", "pass"),
     }
+
+
+@pytest.mark.usefixtures("prefect_client_env")
+def test_after_regions_expand_cost_matches_the_plan_and_failover_promotes_its_replica(
+    seeded: EnvironmentConfig, sandbox: str, tmp_path: Path
+) -> None:
+    path = write_environment(tmp_path, "demo", sandbox, regions=REGIONS)
+    config = parse_environment(path)
+    ctx = StepContext.for_environment(config)
+    primary = discover(config)
+    steps = [RegionNetwork, RegionAlb, RegionDatabase, RegionCache]
+    parts: list[SecondaryPart] = ["network", "load_balancer", "database", "cache"]
+    planned = monthly_cost_of_secondary(config, primary, parts)[0]
+    for step in steps:
+        execute(step(ctx), key="phase 3")
+
+    report = json.loads(CliRunner().invoke(app, ["cost", str(path), "--json"]).stdout)
+    west = {r["component"]: r["monthly"] for r in report["rows"] if r["region"] == "us-west-2"}
+    for part, component in (("database", "Database"), ("cache", "Cache")):
+        assert west[component] == pytest.approx(
+            monthly_cost_of_secondary(config, primary, [part])[0], abs=CENT
+        ), part
+    assert sum(west.values()) == pytest.approx(planned, abs=CENT)  # the plan was honest
+
+    result = cli(str(path), "--to", "us-west-2", "--auto-approve")
+    assert result.exit_code == 0, result.output
+    [made] = [
+        db
+        for db in west_clients(sandbox).rds.describe_db_instances()["DBInstances"]
+        if db["DBInstanceIdentifier"] in result.stdout
+    ]
+    assert "ReadReplicaSourceDBInstanceIdentifier" not in made
+    assert made["DBInstanceStatus"] == "available"
