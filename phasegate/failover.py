@@ -5,7 +5,9 @@ database and can never become a replica again; going back means a new replica of
 restored primary, and a new failover), so it is its own command, shown first and approved
 explicitly (flows/failover.py asks; prod never auto-approves). Its ledger chain is
 `regions.failover` in phase 3: an intent before the promotion, applied once the database is
-available and standalone, so `phasegate history` shows who promoted what and when.
+available and standalone, so `phasegate history` shows who promoted what and when. The
+database itself carries the tag `phasegate:promoted-by: regions.failover` from then on, so a
+teardown of the second region (a rollback of regions.expand) can tell it is no replica any more.
 
 Route 53 is left as regions.expand made it: the failover records answer with the second
 region's ALB while the primary's health check fails, and the plan says so, because promotion
@@ -26,9 +28,13 @@ from phasegate.steps import Change, Record, Reversibility, StepContext, utcnow
 
 FAILOVER_STEP = "regions.failover"
 FAILOVER_PHASE = 3
+PROMOTED_TAG = "phasegate:promoted-by"
+"""On the promoted database, value `regions.failover`: what a teardown of the second region
+must look for before it deletes "the replica", which is now a standalone, writable database."""
 IAM_ACTIONS = (
     *DATABASE_IAM_ACTIONS,
     "rds:PromoteReadReplica",
+    "rds:AddTagsToResource",
     "route53:GetHostedZone",
     "route53:ListHostedZonesByName",
     "route53:ListResourceRecordSets",
@@ -237,6 +243,9 @@ def promote(config: EnvironmentConfig, plan: FailoverPlan, approver: str, commen
         ledger.append(template)
         if plan.state == "replica" or _never_started(rds, plan.replica):
             rds.promote_read_replica(DBInstanceIdentifier=plan.replica)
+        rds.add_tags_to_resource(
+            ResourceName=plan.replica_arn, Tags=[{"Key": PROMOTED_TAG, "Value": FAILOVER_STEP}]
+        )
 
         def probe() -> dict[str, Any]:
             try:

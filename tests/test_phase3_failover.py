@@ -25,7 +25,7 @@ from phasegate.aws import AwsClients
 from phasegate.cli import app
 from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
 from phasegate.config_phase3 import Regions
-from phasegate.failover import FAILOVER_PHASE, FAILOVER_STEP, IAM_ACTIONS
+from phasegate.failover import FAILOVER_PHASE, FAILOVER_STEP, IAM_ACTIONS, PROMOTED_TAG
 from phasegate.gates import HealthGate
 from phasegate.inventory import discover
 from phasegate.ledger import Ledger
@@ -121,11 +121,12 @@ def test_failover_promotes_the_replica_records_it_and_is_done_once(
     assert "Route 53 PRIMARY record api.example.com. -> demo-alb.us-east-1" in out
     assert "Route 53 SECONDARY record api.example.com. -> demo-alb.us-west-2" in out
     assert "demo: demo-db-west in us-west-2 promoted to a standalone database" in out
-    assert mutating_calls(sandbox) == ["rds:PromoteReadReplica"]
+    assert mutating_calls(sandbox) == ["rds:PromoteReadReplica", "rds:AddTagsToResource"]
 
     promoted = replica(sandbox)
     assert promoted["DBInstanceStatus"] == "available"
     assert "ReadReplicaSourceDBInstanceIdentifier" not in promoted
+    assert {"Key": PROMOTED_TAG, "Value": FAILOVER_STEP} in promoted["TagList"]
     east = AwsClients(AwsSettings(region="us-east-1", endpoint_url=sandbox))
     primary = east.rds.describe_db_instances(DBInstanceIdentifier="demo-db")["DBInstances"][0]
     assert primary["ReadReplicaDBInstanceIdentifiers"] == []
