@@ -175,6 +175,7 @@ class Gates(_Section):
     # The damage a network change does shows here first: the app cut off from its database
     # (connections fall to 0), a cache that lost its clients' writes or its memory.
     min_db_connections: int = Field(default=1, ge=0)
+    max_replica_lag_seconds: float = Field(default=300.0, gt=0)
     max_cache_evictions: float = Field(default=1000.0, ge=0)
     max_cache_memory_percent: float = Field(default=90.0, gt=0, le=100)
     on_failure: Literal["rollback", "pause"] = "rollback"

@@ -127,6 +127,8 @@ class GateChecks:
         checks += self._compute_checks(inventory)
         for db in inventory.databases:
             checks += self._database_checks(db.identifier, data)
+            if db.replica_source:
+                checks.append(self._replica_lag_check(db.identifier, data))
         for cache in inventory.caches:
             checks += self._cache_checks(cache.id, cache.member_clusters, data)
         if not checks:
@@ -164,6 +166,8 @@ class GateChecks:
                 )
         for db in inventory.databases:
             metrics += _database_metrics(db.identifier)
+            if db.replica_source:
+                metrics.append(_replica_lag_metric(db.identifier))
         for cache in inventory.caches:
             for member in cache.member_clusters:
                 metrics += _cache_metrics(member)
@@ -495,6 +499,15 @@ class GateChecks:
         )  # fmt: skip
         return checks
 
+    def _replica_lag_check(self, identifier: str, data: MetricData) -> CheckResult:
+        """A read replica's lag behind its source: a standby far behind fails over with
+        writes missing, so it is found here rather than on failover."""
+        return self._bound_check(
+            "rds-replica-lag", identifier, _replica_lag_metric(identifier), data, "<=",
+            self.gates.max_replica_lag_seconds, lambda points: max(v for _, v in points),
+            "highest ReplicaLag (s)",
+        )  # fmt: skip
+
     def _cache_checks(
         self, group_id: str, members: list[str], data: MetricData
     ) -> list[CheckResult]:
@@ -616,6 +629,10 @@ def _database_metrics(identifier: str) -> list[Metric]:
         Metric("AWS/RDS", "CPUUtilization", dims, "Average"),
         Metric("AWS/RDS", "DatabaseConnections", dims, "Minimum"),
     ]
+
+
+def _replica_lag_metric(identifier: str) -> Metric:
+    return Metric("AWS/RDS", "ReplicaLag", (("DBInstanceIdentifier", identifier),), "Maximum")
 
 
 def _cache_metrics(member: str) -> list[Metric]:

@@ -103,6 +103,7 @@ class Database(BaseModel):
     storage_type: str
     status: str
     parameter_group: str | None = None
+    replica_source: str | None = None  # a read replica's source (an ARN across regions)
 
 
 class CacheGroup(BaseModel):
@@ -429,6 +430,7 @@ class Discovery:
                     storage_type=db.get("StorageType", "gp2"),
                     status=db["DBInstanceStatus"],
                     parameter_group=groups[0].get("DBParameterGroupName"),
+                    replica_source=db.get("ReadReplicaSourceDBInstanceIdentifier"),
                 )
             )
         return found

@@ -206,7 +206,7 @@ def test_gates_read_the_second_region_which_the_simulator_publishes(standby: Pat
     assert HealthGate(primary_only).evaluate(now=now, sleep=lambda _: None).verdict == "pass"
 
     sent = WorkloadSimulator(lambda: [fast], backfill_minutes=10).tick(now)
-    assert sent["demo@us-west-2"] == 10 * 2  # CPU and connections of the replica, a minute
+    assert sent["demo@us-west-2"] == 10 * 3  # CPU, connections and lag of the replica, a minute
 
     result = HealthGate(fast).evaluate(now=now, sleep=lambda _: None)
     assert result.verdict == "pass", result.reason
@@ -217,6 +217,7 @@ def test_gates_read_the_second_region_which_the_simulator_publishes(standby: Pat
         ("rds-status", "pass"),
         ("rds-cpu", "pass"),
         ("rds-connections", "pass"),
+        ("rds-replica-lag", "pass"),
         ("alarms", "pass"),
     }
 

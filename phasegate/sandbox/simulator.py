@@ -486,6 +486,16 @@ class WorkloadSimulator:
                     DBInstanceIdentifier=db.identifier,
                 ),
             ]
+            if db.replica_source:  # a read replica: seconds behind its source
+                data["AWS/RDS"].append(
+                    _datum(
+                        "ReplicaLag",
+                        _between(0.2, 2.0, "rds-lag", *key),
+                        "Seconds",
+                        minute,
+                        DBInstanceIdentifier=db.identifier,
+                    )
+                )
         for cache in inventory.caches:
             for member in cache.member_clusters:
                 key = (env, member, minute)
