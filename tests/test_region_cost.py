@@ -16,6 +16,8 @@ from phasegate.cost import load_price_table
 from phasegate.errors import ConfigError
 from phasegate.inventory import discover
 from phasegate.region_cost import SECONDARY_PARTS, monthly_cost_of_secondary
+from phasegate.render import migration_markdown
+from phasegate.report import MigrationReport, PhaseOutcome
 
 HOURS = 730
 CENT = 0.01
@@ -155,3 +157,16 @@ def test_cost_shows_the_second_region_as_its_own_rows(two_regions: Path, sandbox
     compared = CliRunner().invoke(app, ["compare", str(two_regions)], env={"COLUMNS": "250"})
     assert compared.exit_code == 0, compared.output
     assert "Cache (us-west-2)" in compared.stdout
+
+
+def test_the_before_after_table_shows_rows_a_phase_adds() -> None:
+    before = {"Compute": 36.04, "Database": 15.44, "Total": 51.48}
+    after = {"Compute": 36.04, "Database": 15.44, "Database (us-west-2)": 15.44, "Total": 66.92}
+    report = MigrationReport(
+        environment="demo",
+        phases=[PhaseOutcome(phase=3, status="completed", cost_before=before, cost_after=after)],
+    )
+    lines = migration_markdown(report).splitlines()
+    assert "| Database (us-west-2) | $0.00 | $15.44 |" in lines
+    names = [line.split("|")[1].strip() for line in lines if line.startswith("| ")][1:]
+    assert names[:4] == ["Compute", "Database", "Database (us-west-2)", "Total"]
