@@ -95,7 +95,10 @@ def mirror_inventory(primary: Inventory, region: str, parts: Iterable[SecondaryP
         ]
         if "load_balancer" in wanted
         else [],
-        databases=[db.model_copy(update={"multi_az": False}) for db in primary.databases]
+        databases=[
+            db.model_copy(update={"multi_az": False, "replica_source": db.arn})
+            for db in primary.databases
+        ]
         if "database" in wanted
         else [],
         caches=list(primary.caches) if "cache" in wanted else [],
@@ -103,10 +106,11 @@ def mirror_inventory(primary: Inventory, region: str, parts: Iterable[SecondaryP
 
 
 def replication_lines(
-    config: EnvironmentConfig, primary_prices: PriceTable, databases: int
+    config: EnvironmentConfig, primary_prices: PriceTable, inventory: Inventory
 ) -> tuple[list[CostLine], str]:
-    """The replica stream as inter-region transfer out of the primary's region, and a note."""
-    if not databases:
+    """The replica stream as inter-region transfer out of the primary's region, and a note;
+    nothing once no database there is a replica (promoted by a failover, say)."""
+    if not any(db.replica_source for db in inventory.databases):
         return [], ""
     gb = config.usage.replication_gb_per_month
     rates = primary_prices.data_transfer
@@ -192,7 +196,7 @@ def monthly_cost_of_secondary(
     mirror = mirror_inventory(primary, region, wanted)
     lines = list(price_inventory(mirror, config, prices).lines)
     notes = [f"{region} prices as of {prices.as_of}"]
-    extra, note = replication_lines(config, primary_prices, len(mirror.databases))
+    extra, note = replication_lines(config, primary_prices, mirror)
     lines += extra
     if note:
         notes.append(note)
@@ -211,7 +215,7 @@ def secondary_rows(config: EnvironmentConfig, found: Inventory) -> tuple[list[Co
     prices = load_price_table(found.region)
     primary_prices = load_price_table(config.aws.region)
     lines = list(price_inventory(found, config, prices).lines)
-    extra, note = replication_lines(config, primary_prices, len(found.databases))
+    extra, note = replication_lines(config, primary_prices, found)
     lines += extra
     rows = [
         CostRow(component=c, region=found.region, lines=[x for x in lines if x.component == c])

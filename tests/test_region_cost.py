@@ -158,6 +158,15 @@ def test_cost_shows_the_second_region_as_its_own_rows(two_regions: Path, sandbox
     assert compared.exit_code == 0, compared.output
     assert "Cache (us-west-2)" in compared.stdout
 
+    # Promoted (a failover): a standalone database streams nothing across regions any more.
+    rds = AwsClients(AwsSettings(region="us-west-2", endpoint_url=sandbox)).rds
+    rds.promote_read_replica(DBInstanceIdentifier="demo-db-west")
+    after = json.loads(CliRunner().invoke(app, ["cost", str(two_regions), "--json"]).stdout)
+    [database] = [
+        r for r in after["rows"] if r["region"] == "us-west-2" and r["component"] == "Database"
+    ]
+    assert database["monthly"] == pytest.approx(west["Database"]["monthly"] - 0.60, abs=CENT)
+
 
 def test_the_before_after_table_shows_rows_a_phase_adds() -> None:
     before = {"Compute": 36.04, "Database": 15.44, "Total": 51.48}
