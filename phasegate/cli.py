@@ -44,7 +44,7 @@ from phasegate.report import MigrationFailed, MigrationReport
 from phasegate.sandbox import cli as sandbox_cli
 from phasegate.sandbox.server import start_sandbox, stop_sandbox
 from phasegate.savings import SavingsReport, savings_report
-from phasegate.secondary_region import discover_secondary
+from phasegate.secondary_region import discover_secondary, secondary_config
 from phasegate.status import environment_tag, status_table
 from phasegate.steps import PlanBlocked
 
@@ -319,8 +319,9 @@ def failover(
     Never part of a phase. Shows what it will do, asks as `rollback` does (and also in dev
     unless --auto-approve), promotes, waits until the database is available, records it.
     """
-    config = reachable_environment(env)
+    config = load_environment(env)
     check_auto_approve_allowed(config, auto_approve)
+    check_aws(secondary_config(config) or config)  # the primary's region may be down
     plan = plan_failover(config, to)  # bad input: one line, exit 2, nothing changed
     for line in plan.lines() if plan.state != "promoted" else []:
         console.print(escape(line), highlight=False, soft_wrap=True)

@@ -21,7 +21,6 @@ from pydantic import BaseModel
 from phasegate.aws import AwsClients, recording_calls
 from phasegate.config import EnvironmentConfig
 from phasegate.errors import AwsCallError, ConfigError, PhasegateError
-from phasegate.inventory import DATABASE_IAM_ACTIONS, Database, Discovery
 from phasegate.ledger import Ledger
 from phasegate.secondary_region import secondary_tags
 from phasegate.steps import Change, Record, Reversibility, StepContext, utcnow
@@ -32,7 +31,7 @@ PROMOTED_TAG = "phasegate:promoted-by"
 """On the promoted database, value `regions.failover`: what a teardown of the second region
 must look for before it deletes "the replica", which is now a standalone, writable database."""
 IAM_ACTIONS = (
-    *DATABASE_IAM_ACTIONS,
+    "rds:DescribeDBInstances",
     "rds:PromoteReadReplica",
     "rds:AddTagsToResource",
     "route53:GetHostedZone",
@@ -90,10 +89,6 @@ def _where(config: EnvironmentConfig, region: str) -> str:
     return f"{config.name}: failover --to {region}"
 
 
-def _primary_databases(config: EnvironmentConfig, clients: AwsClients) -> list[Database]:
-    return Discovery(config, clients).databases()
-
-
 def _tags_match(db: dict[str, Any], wanted: dict[str, str]) -> bool:
     have = {t["Key"]: t["Value"] for t in db.get("TagList", [])}
     return all(have.get(k) == v for k, v in wanted.items())
@@ -101,9 +96,13 @@ def _tags_match(db: dict[str, Any], wanted: dict[str, str]) -> bool:
 
 def find_replica(
     config: EnvironmentConfig, clients: AwsClients, region: str, ledger: Ledger
-) -> tuple[Database, dict[str, Any]]:
-    """The primary database and its replica in `region` (still a replica, or promoted by an
-    earlier failover this ledger recorded); ConfigError naming what is missing."""
+) -> dict[str, Any]:
+    """The replica to promote in `region`: tagged for the second region and a replica of a
+    database in the primary's region (or one an earlier failover in this ledger promoted).
+    ConfigError naming what is missing or ambiguous.
+
+    Only `region` is read: a failover is for the day the primary's region does not answer.
+    """
     where = _where(config, region)
     if config.regions.secondary is None:
         raise ConfigError(f"{where}: regions.secondary is not set; there is no second region")
@@ -112,28 +111,32 @@ def find_replica(
             f"{where}: {region!r} is not regions.secondary ({config.regions.secondary!r}), "
             "the only region with a replica to promote"
         )
-    primaries = _primary_databases(config, clients)
-    if not primaries:
-        raise ConfigError(f"{where}: no primary database found in {config.aws.region}")
-    arns = {db.arn: db for db in primaries}
+    source_prefix = f":rds:{config.aws.region}:"
     promoted = {
         str(r.after.get("replica_arn")) for r in ledger.chain(FAILOVER_PHASE, FAILOVER_STEP)
     }
     wanted = secondary_tags(config)
     rds = clients.client("rds", region)
     pages = rds.get_paginator("describe_db_instances").paginate()
-    for db in (db for page in pages for db in page["DBInstances"]):
-        if not _tags_match(db, wanted):
-            continue
-        source = db.get("ReadReplicaSourceDBInstanceIdentifier")
-        if source in arns:
-            return arns[source], db
-        if not source and db["DBInstanceArn"] in promoted:
-            return primaries[0], db
-    raise ConfigError(
-        f"{where}: no read replica of {', '.join(arns)} in {region} tagged "
-        f"{wanted}; run phase 3 (regions.expand) first"
-    )
+    found = [
+        db
+        for page in pages
+        for db in page["DBInstances"]
+        if _tags_match(db, wanted)
+        and (
+            source_prefix in (db.get("ReadReplicaSourceDBInstanceIdentifier") or "")
+            or db["DBInstanceArn"] in promoted
+        )
+    ]
+    if not found:
+        raise ConfigError(
+            f"{where}: no read replica of a {config.aws.region} database in {region} tagged "
+            f"{wanted}; run phase 3 (regions.expand) first"
+        )
+    if len(found) > 1:
+        names = ", ".join(db["DBInstanceIdentifier"] for db in found)
+        raise ConfigError(f"{where}: several replicas in {region} ({names}); expected one")
+    return found[0]
 
 
 def failover_records(config: EnvironmentConfig, clients: AwsClients) -> list[FailoverRecord]:
@@ -172,7 +175,7 @@ def failover_records(config: EnvironmentConfig, clients: AwsClients) -> list[Fai
 def plan_failover(config: EnvironmentConfig, region: str) -> FailoverPlan:
     """What `failover --to region` will do; changes nothing. ConfigError for bad input."""
     clients, ledger = AwsClients(config.aws), Ledger(config)
-    primary, replica = find_replica(config, clients, region, ledger)
+    replica = find_replica(config, clients, region, ledger)
     mine = [
         r
         for r in ledger.chain(FAILOVER_PHASE, FAILOVER_STEP)
@@ -185,7 +188,7 @@ def plan_failover(config: EnvironmentConfig, region: str) -> FailoverPlan:
         "region": region,
         "replica": replica["DBInstanceIdentifier"],
         "replica_arn": replica["DBInstanceArn"],
-        "source": replica.get("ReadReplicaSourceDBInstanceIdentifier") or primary.arn,
+        "source": replica.get("ReadReplicaSourceDBInstanceIdentifier") or _promoted_from(mine),
     }
     change = Change(
         step=FAILOVER_STEP,
@@ -205,7 +208,7 @@ def plan_failover(config: EnvironmentConfig, region: str) -> FailoverPlan:
     return FailoverPlan(
         environment=config.name,
         region=region,
-        primary=primary.arn,
+        primary=before["source"],
         replica=replica["DBInstanceIdentifier"],
         replica_arn=replica["DBInstanceArn"],
         replica_class=replica["DBInstanceClass"],
@@ -284,6 +287,11 @@ def promote(config: EnvironmentConfig, plan: FailoverPlan, approver: str, commen
             }
         )
     )
+
+
+def _promoted_from(records: list[Record]) -> str:
+    """The source an earlier failover of this replica recorded (its link is gone now)."""
+    return str(records[0].before.get("source", "")) if records else ""
 
 
 def _never_started(rds: Any, identifier: str) -> bool:
