@@ -44,7 +44,11 @@ from phasegate.report import MigrationFailed, MigrationReport
 from phasegate.sandbox import cli as sandbox_cli
 from phasegate.sandbox.server import start_sandbox, stop_sandbox
 from phasegate.savings import SavingsReport, savings_report
-from phasegate.secondary_region import discover_secondary, secondary_config
+from phasegate.secondary_region import (
+    discover_secondary,
+    secondary_config,
+    tagged_health_checks,
+)
 from phasegate.status import environment_tag, status_table
 from phasegate.steps import PlanBlocked
 
@@ -123,7 +127,9 @@ def cost(env: EnvArg, as_json: JsonOpt = False) -> None:
     region's rows priced with its own)."""
     config = reachable_environment(env)
     report = price_inventory(discover(config), config, load_price_table(config.aws.region))
-    report = with_secondary(report, config, discover_secondary(config))
+    report = with_secondary(
+        report, config, discover_secondary(config), tagged_health_checks(config)
+    )
     if as_json:
         console.print_json(report.model_dump_json())
     else:
@@ -139,7 +145,8 @@ def compare(env: EnvArg, as_json: JsonOpt = False) -> None:
     result = compare_alternatives(discover(config), config, prices)
     secondary = discover_secondary(config)
     if secondary is not None:
-        result = with_secondary_rows(result, *secondary_rows(config, secondary))
+        rows = secondary_rows(config, secondary, tagged_health_checks(config))
+        result = with_secondary_rows(result, *rows)
     if as_json:
         console.print_json(result.model_dump_json())
     else:

@@ -208,15 +208,19 @@ def monthly_cost_of_secondary(
     return usd, "; ".join(notes)
 
 
-def secondary_rows(config: EnvironmentConfig, found: Inventory) -> tuple[list[CostRow], str]:
-    """The second region's rows for a cost report: what discovery found there, priced with
-    its table, each row labelled with the region; plus a note (the table's date, and the
-    replica stream when it is not priced)."""
+def secondary_rows(
+    config: EnvironmentConfig, found: Inventory, health_checks: int = 0
+) -> tuple[list[CostRow], str]:
+    """The second region's rows for a cost report: what discovery found there (and the
+    `health_checks` of its failover records), priced with its table, each row labelled with
+    the region; plus a note (the table's date, and the replica stream when not priced)."""
     prices = load_price_table(found.region)
     primary_prices = load_price_table(config.aws.region)
     lines = list(price_inventory(found, config, prices).lines)
     extra, note = replication_lines(config, primary_prices, found)
     lines += extra
+    if health_checks:
+        lines += health_check_lines(primary_prices, health_checks, 0)
     rows = [
         CostRow(component=c, region=found.region, lines=[x for x in lines if x.component == c])
         for c in COMPONENTS
@@ -225,10 +229,10 @@ def secondary_rows(config: EnvironmentConfig, found: Inventory) -> tuple[list[Co
 
 
 def with_secondary(
-    report: CostReport, config: EnvironmentConfig, found: Inventory | None
+    report: CostReport, config: EnvironmentConfig, found: Inventory | None, health_checks: int = 0
 ) -> CostReport:
     """`report` with the second region's rows after the primary's (unchanged without one)."""
     if found is None:
         return report
-    rows, note = secondary_rows(config, found)
+    rows, note = secondary_rows(config, found, health_checks)
     return report.model_copy(update={"rows": [*report.rows, *rows], "notes": [*report.notes, note]})

@@ -43,3 +43,26 @@ def discover_secondary(config: EnvironmentConfig) -> Inventory | None:
         return None
     clients = AwsClients(secondary.aws)
     return Discovery(secondary, clients).inventory()
+
+
+def tagged_health_checks(config: EnvironmentConfig) -> int:
+    """How many Route 53 health checks (a global service) carry the second region's tags:
+    the failover records' checks regions.expand made, billed every month."""
+    if config.regions.secondary is None:
+        return 0
+    route53 = AwsClients(config.aws).client("route53")
+    ids = [
+        check["Id"]
+        for page in route53.get_paginator("list_health_checks").paginate()
+        for check in page["HealthChecks"]
+    ]
+    wanted = secondary_tags(config)
+    count = 0
+    for i in range(0, len(ids), 10):  # ListTagsForResources takes 10 ids at a time
+        found = route53.list_tags_for_resources(
+            ResourceType="healthcheck", ResourceIds=ids[i : i + 10]
+        )
+        for tagged in found["ResourceTagSets"]:
+            tags = {t["Key"]: t["Value"] for t in tagged.get("Tags", [])}
+            count += all(tags.get(k) == v for k, v in wanted.items())
+    return count

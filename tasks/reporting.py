@@ -10,7 +10,7 @@ from phasegate.errors import PhasegateError
 from phasegate.inventory import discover
 from phasegate.region_cost import with_secondary
 from phasegate.savings import savings_report
-from phasegate.secondary_region import discover_secondary
+from phasegate.secondary_region import discover_secondary, tagged_health_checks
 from tasks.registry import PHASE_STEPS
 from tasks.runner import context_for
 
@@ -23,7 +23,9 @@ def cost_snapshot(env: str) -> dict[str, float]:
     report = price_inventory(
         discover(ctx.config, ctx.clients), ctx.config, load_price_table(ctx.config.aws.region)
     )
-    report = with_secondary(report, ctx.config, discover_secondary(ctx.config))
+    found = discover_secondary(ctx.config)
+    checks = tagged_health_checks(ctx.config) if found is not None else 0
+    report = with_secondary(report, ctx.config, found, checks)
     return {**report.by_component(), "Total": report.total}
 
 

@@ -116,6 +116,14 @@ def _make_secondary(sandbox: str, primary_db_arn: str) -> None:
         MasterUserPassword="not-ours-password",
         Tags=[{"Key": "Environment", "Value": "demo"}],  # no PhasegateRole: not the standby
     )
+    route53 = AwsClients(AwsSettings(region="us-east-1", endpoint_url=sandbox)).route53
+    for name in ("primary", "secondary", "someone-elses"):
+        check = route53.create_health_check(
+            CallerReference=name,
+            HealthCheckConfig={"Type": "HTTP", "FullyQualifiedDomainName": f"{name}.example.com"},
+        )["HealthCheck"]["Id"]
+        tags = SECONDARY_TAGS if name != "someone-elses" else SECONDARY_TAGS[:1]
+        route53.change_tags_for_resource(ResourceType="healthcheck", ResourceId=check, AddTags=tags)
     west.elasticache.create_replication_group(
         ReplicationGroupId="demo-redis-west",
         ReplicationGroupDescription="standby",
@@ -143,7 +151,10 @@ def test_cost_shows_the_second_region_as_its_own_rows(two_regions: Path, sandbox
         0.018 * HOURS + 20 * 0.115 + 30 * 0.02, abs=CENT
     )  # the replica only, and its stream; the untagged db.t3.large is not the standby's
     assert west["Cache"]["monthly"] == pytest.approx(0.016 * HOURS, abs=CENT)
-    assert west["Load Balancer"]["monthly"] == pytest.approx((0.0225 + 0.008) * HOURS, abs=CENT)
+    # the ALB, and the two failover records' health checks tagged for the second region
+    assert west["Load Balancer"]["monthly"] == pytest.approx(
+        (0.0225 + 0.008) * HOURS + 2 * 0.50, abs=CENT
+    )
     assert west["NAT Gateway"]["monthly"] == 0
     added = sum(r["monthly"] for r in west.values())
     assert report["total"] == pytest.approx(before["total"] + added, abs=CENT)
