@@ -22,6 +22,7 @@ from typing import Literal, get_args
 from phasegate.config import EnvironmentConfig
 from phasegate.cost import (
     COMPONENTS,
+    FARGATE_PROVIDERS,
     CostLine,
     CostReport,
     CostRow,
@@ -30,7 +31,7 @@ from phasegate.cost import (
     price_inventory,
 )
 from phasegate.errors import ConfigError
-from phasegate.inventory import Inventory, Subnet, Vpc
+from phasegate.inventory import EcsService, Inventory, Subnet, Vpc
 
 SecondaryPart = Literal["network", "database", "cache", "compute", "load_balancer", "dns"]
 SECONDARY_PARTS: tuple[SecondaryPart, ...] = get_args(SecondaryPart)
@@ -71,19 +72,7 @@ def mirror_inventory(primary: Inventory, region: str, parts: Iterable[SecondaryP
         environment=primary.environment,
         region=region,
         vpcs=[network],
-        services=[
-            s.model_copy(
-                update={
-                    "launch_type": "FARGATE",
-                    "capacity_provider_strategy": [],
-                    "assign_public_ip": True,
-                    "subnets": public,
-                }
-            )
-            for s in primary.services
-        ]
-        if compute
-        else [],
+        services=[_on_demand(s, public) for s in primary.services] if compute else [],
         autoscaling_groups=[
             g.model_copy(update={"subnets": public}) for g in primary.autoscaling_groups
         ]
@@ -102,6 +91,24 @@ def mirror_inventory(primary: Inventory, region: str, parts: Iterable[SecondaryP
         if "database" in wanted
         else [],
         caches=list(primary.caches) if "cache" in wanted else [],
+    )
+
+
+def _on_demand(service: EcsService, subnets: list[str]) -> EcsService:
+    """A Fargate service as the second region runs it: on-demand FARGATE with a public IP (no
+    NAT there). A service on EC2 capacity stays as it is: its instances are priced as its
+    Auto Scaling group's."""
+    providers = {item["capacityProvider"] for item in service.capacity_provider_strategy}
+    on_ec2 = service.launch_type in ("EC2", "EXTERNAL") or not providers <= set(FARGATE_PROVIDERS)
+    if on_ec2:
+        return service.model_copy(update={"subnets": subnets})
+    return service.model_copy(
+        update={
+            "launch_type": "FARGATE",
+            "capacity_provider_strategy": [],
+            "assign_public_ip": True,
+            "subnets": subnets,
+        }
     )
 
 

@@ -15,7 +15,7 @@ from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
 from phasegate.cost import load_price_table
 from phasegate.errors import ConfigError
 from phasegate.inventory import discover
-from phasegate.region_cost import SECONDARY_PARTS, monthly_cost_of_secondary
+from phasegate.region_cost import SECONDARY_PARTS, mirror_inventory, monthly_cost_of_secondary
 from phasegate.render import migration_markdown
 from phasegate.report import MigrationReport, PhaseOutcome
 
@@ -190,3 +190,26 @@ def test_the_before_after_table_shows_rows_a_phase_adds() -> None:
     assert "| Database (us-west-2) | $0.00 | $15.44 |" in lines
     names = [line.split("|")[1].strip() for line in lines if line.startswith("| ")][1:]
     assert names[:4] == ["Compute", "Database", "Database (us-west-2)", "Total"]
+
+
+def test_the_mirror_runs_fargate_on_demand_and_leaves_ec2_services_to_their_group(
+    seeded: EnvironmentConfig,
+) -> None:
+    [service] = discover(seeded).services
+    spot = service.model_copy(
+        update={
+            "launch_type": None,
+            "capacity_provider_strategy": [
+                {"capacityProvider": "FARGATE", "base": 1, "weight": 1},
+                {"capacityProvider": "FARGATE_SPOT", "weight": 3},
+            ],
+        }
+    )
+    on_ec2 = service.model_copy(update={"launch_type": "EC2", "assign_public_ip": False})
+    primary = discover(seeded).model_copy(update={"services": [spot, on_ec2]})
+    mirrored = mirror_inventory(primary, "us-west-2", ["compute"])
+    [fargate, ec2] = mirrored.services
+    assert (fargate.launch_type, fargate.capacity_provider_strategy) == ("FARGATE", [])
+    assert fargate.assign_public_ip  # public subnets only: no NAT to reach the registry
+    assert (ec2.launch_type, ec2.assign_public_ip) == ("EC2", False)
+    assert mirrored.databases == mirrored.caches == mirrored.load_balancers == []
