@@ -25,7 +25,13 @@ from phasegate.aws import AwsClients
 from phasegate.cli import app
 from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
 from phasegate.config_phase3 import Regions
-from phasegate.failover import FAILOVER_PHASE, FAILOVER_STEP, IAM_ACTIONS, PROMOTED_TAG
+from phasegate.failover import (
+    FAILOVER_PHASE,
+    FAILOVER_STEP,
+    IAM_ACTIONS,
+    PROMOTED_TAG,
+    plan_failover,
+)
 from phasegate.gates import HealthGate
 from phasegate.inventory import discover
 from phasegate.ledger import Ledger
@@ -33,7 +39,7 @@ from phasegate.lifecycle import execute
 from phasegate.region_cost import SecondaryPart, monthly_cost_of_secondary
 from phasegate.sandbox.app import is_mutating
 from phasegate.sandbox.simulator import WorkloadSimulator
-from phasegate.steps import StepContext
+from phasegate.steps import Record, StepContext
 from tasks.approvals import resume_with
 from tasks.region_alb import RegionAlb
 from tasks.region_cache import RegionCache
@@ -253,3 +259,27 @@ def test_after_regions_expand_cost_matches_the_plan_and_failover_promotes_its_re
     ]
     assert "ReadReplicaSourceDBInstanceIdentifier" not in made
     assert made["DBInstanceStatus"] == "available"
+
+
+@pytest.mark.usefixtures("prefect_client_env")
+def test_a_failover_that_died_after_its_intent_resumes(standby: Path, sandbox: str) -> None:
+    config = parse_environment(standby)
+    plan = plan_failover(config, "us-west-2")
+    now = datetime.now(UTC)
+    Ledger(config).append(  # what a run killed between its intent and the promotion leaves
+        Record(
+            environment="demo", phase=FAILOVER_PHASE, step=FAILOVER_STEP, key="failover",
+            outcome="intent", change=plan.change, before=plan.change.before,
+            after={"region": "us-west-2", "replica_arn": plan.replica_arn},
+            started_at=now, finished_at=now,
+        )
+    )  # fmt: skip
+    assert plan_failover(config, "us-west-2").state == "promoting"
+
+    result = cli(str(standby), "--to", "us-west-2", "--auto-approve")
+
+    assert result.exit_code == 0, result.output
+    assert "ReadReplicaSourceDBInstanceIdentifier" not in replica(sandbox)
+    chain = Ledger(config).chain(FAILOVER_PHASE, FAILOVER_STEP)
+    assert [r.outcome for r in chain] == ["intent", "intent", "applied"]
+    assert plan_failover(config, "us-west-2").state == "promoted"
