@@ -1,14 +1,15 @@
 """A fleet of 1, 10 and 50 environments at max_concurrency 10 on one sandbox.
 
-One in-process sandbox holds 50 seeded dev environments (a simulator publishes their gate
-metrics); a local Prefect server (`phasegate server up`) and one process worker (`--limit
-10`) run the environments' deployment runs. The fleet flow runs phase 1 over the first 1, 10
+One in-process sandbox holds 61 seeded dev environments (a simulator publishes the gate
+metrics of the fleet running); a local Prefect server (`phasegate server up`) and one worker
+(`--limit 10`: phasegate's thread worker, or with `--worker process` Prefect's process
+worker) run the environments' deployment runs. The fleet flow runs phase 1 over 1, 10
 and 50 of them in turn, each time on environments not migrated before. Printed from this one
 run: each fleet's wall time, wall(10)/wall(1) and wall(50)/wall(1) (target: at most 5), and
 the peak resident memory of every process of the run together, sampled every 0.5 s: this
 process, the server, the worker and its flow-run processes (target: under 1.5 GB).
 
-    .venv/bin/python bench/fleet.py [--sizes 1,10,50]
+    .venv/bin/python bench/fleet.py [--sizes 1,10,50] [--worker thread|process]
 """
 
 import argparse
@@ -38,8 +39,24 @@ REPO = Path(__file__).resolve().parent.parent
 RATIO_TARGET, RSS_TARGET_GB = 5.0, 1.5
 
 
-def tree_rss_bytes(root: int) -> int:
-    """Resident memory of `root` and all its descendants, from /proc."""
+def role(pid: int, root: int) -> str:
+    """Which part of the run a process is, from its command line."""
+    if pid == root:
+        return "bench (sandbox, simulator, fleet flow)"
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "gone"
+    text = " ".join(a.decode(errors="replace") for a in argv)
+    if "server" in text and "prefect" in text:
+        return "prefect server"
+    if "worker" in text:
+        return "worker"
+    return "flow runs"
+
+
+def tree_rss(root: int) -> dict[int, int]:
+    """Resident memory of `root` and each of its descendants (pid -> bytes), from /proc."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
@@ -54,25 +71,39 @@ def tree_rss_bytes(root: int) -> int:
         children.setdefault(int(fields[1]), []).append(pid)
         line = next((x for x in status.splitlines() if x.startswith("VmRSS:")), "VmRSS: 0 kB")
         rss[pid] = int(line.split()[1]) * 1024
-    total, stack = 0, [root]
+    found, stack = {}, [root]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
+        found[pid] = rss.get(pid, 0)
         stack += children.get(pid, [])
-    return total
+    return found
 
 
 class PeakRss:
-    """Samples this process tree's resident memory every 0.5 s; `peak` is the highest."""
+    """Samples this process tree's resident memory every 0.5 s; `peak` is the highest total,
+    `at_peak` what each part held then (MB, process count), `largest_run` the largest single
+    flow-run process seen."""
 
     def __init__(self) -> None:
         self.peak = 0
+        self.at_peak: dict[str, tuple[float, int]] = {}
+        self.largest_run = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        root = os.getpid()
         while not self._stop.wait(0.5):
-            self.peak = max(self.peak, tree_rss_bytes(os.getpid()))
+            sample = tree_rss(root)
+            by_role: dict[str, tuple[float, int]] = {}
+            for pid, rss in sample.items():
+                name = role(pid, root)
+                if name == "flow runs":
+                    self.largest_run = max(self.largest_run, rss)
+                mb, count = by_role.get(name, (0.0, 0))
+                by_role[name] = (mb + rss / 1024**2, count + 1)
+            if sum(sample.values()) > self.peak:
+                self.peak, self.at_peak = sum(sample.values()), by_role
 
     def __enter__(self) -> "PeakRss":
         self._thread.start()
@@ -107,18 +138,33 @@ def write_environments(folder: Path, url: str, count: int) -> list:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,10,50")
-    sizes = [int(n) for n in parser.parse_args().sizes.split(",")]
+    parser.add_argument(
+        "--worker",
+        choices=["thread", "process"],
+        default="thread",
+        help="phasegate.thread_worker (runs in threads) or `prefect worker start` (processes)",
+    )
+    args = parser.parse_args()
+    sizes = [int(n) for n in args.sizes.split(",")]
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     home = Path(os.environ["PHASEGATE_HOME"])
     sandbox = SandboxServer(free_port()).start()
     (home / "seeded").mkdir()
     configs = write_environments(home / "seeded", sandbox.url, sum(sizes))
-    simulator = WorkloadSimulator(lambda: configs, tick_seconds=1.0).start()
+    # The simulator stands in for the workloads' own traffic: it publishes the gate metrics of
+    # the fleet running now only, so its load on the shared cores is that fleet's.
+    current: list = []
+    simulator = WorkloadSimulator(lambda: current, tick_seconds=1.0).start()
     prefect = start_server()
     os.environ["PREFECT_API_URL"] = prefect.api_url
     pool = "bench-fleet"
+    command = (
+        ["-m", "phasegate.thread_worker"]
+        if args.worker == "thread"
+        else ["-m", "prefect", "worker", "start"]
+    )
     worker = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--limit", "10"],
+        [sys.executable, *command, "--pool", pool, "--limit", "10"],
         cwd=REPO, env={**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "1"},
         stdout=(home / "worker.log").open("w"), stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -134,6 +180,7 @@ def main() -> int:
                 for config in configs[first : first + size]:
                     assert config.source is not None
                     (folder / config.source.name).write_text(config.source.read_text())
+                current[:] = configs[first : first + size]
                 first += size
                 start = time.perf_counter()
                 summary = fleet([], [1], settings, [str(folder)])
@@ -149,11 +196,15 @@ def main() -> int:
         stop_server()
         sandbox.stop()
     one = walls[sizes[0]]
+    print(f"worker: {args.worker}")
     print(f"{'environments':>12}{'wall s':>10}{'x one':>8}")
     for size, wall in walls.items():
         print(f"{size:>12}{wall:>10.1f}{wall / one:>8.2f}")
     peak_gb = memory.peak / 1024**3
     print(f"peak RSS of every process together: {peak_gb:.2f} GB (target < {RSS_TARGET_GB})")
+    for name, (mb, count) in sorted(memory.at_peak.items()):
+        print(f"  at the peak, {name}: {mb:,.0f} MB in {count} process(es)")
+    print(f"  largest flow-run process: {memory.largest_run / 1024**2:,.0f} MB")
     ratio = walls[sizes[-1]] / one
     print(f"wall({sizes[-1]}) / wall({sizes[0]}): {ratio:.2f} (target <= {RATIO_TARGET})")
     return 0 if ratio <= RATIO_TARGET and peak_gb < RSS_TARGET_GB else 1

@@ -3,7 +3,8 @@
 The issue's end-to-end case: 6 dev, 4 staging, 2 prod environments, max_concurrency 3,
 max_errors 1, and an unhealthy workload on one dev environment. The first fleet run finds that
 environment failed and rolled back and stops before the staging wave; the runs never exceed
-three in flight (read from the API's flow runs) and land on both workers. With the fault
+three in flight (read from the API's flow runs) and land on both workers (Prefect's process
+worker and phasegate's thread worker, each a process of its own). With the fault
 cleared, a second fleet run re-runs only what is left: the finished dev environments come
 back from their checkpoints (every step Cached, no new ledger entry), staging completes, and
 each prod environment waits for its approval (here nobody gives it: the runs are cancelled).
@@ -75,18 +76,23 @@ def api(pg_api: str) -> Iterator[str]:
 
 @pytest.fixture
 def workers(api: str, tmp_path: Path) -> Iterator[Callable[[str], list[Path]]]:
-    """Two `prefect worker start --limit 2` processes on one pool; their log files. With
-    max_concurrency 3 and two runs at most per worker, a full fleet must use both."""
+    """Two worker processes on one pool, two runs at most each; their log files. With
+    max_concurrency 3, a full fleet must use both. One is Prefect's process worker (a Python
+    per run), the other phasegate's thread worker (runs in threads of its own process)."""
     started: list[subprocess.Popen[bytes]] = []
     outs = []
 
     def start(pool: str) -> list[Path]:
         logs = []
-        for name in ("worker-a", "worker-b"):
+        kinds = {
+            "worker-a": ["prefect", "worker", "start"],
+            "worker-b": ["phasegate.thread_worker"],
+        }
+        for name, command in kinds.items():
             log = tmp_path / f"{name}.log"
             outs.append(log.open("w"))
             env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_WORKER_QUERY_SECONDS": "1"}
-            argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool]
+            argv = [sys.executable, "-m", *command, "--pool", pool]
             started.append(
                 subprocess.Popen(
                     [*argv, "--name", name, "--limit", "2"],
