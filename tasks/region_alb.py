@@ -44,10 +44,7 @@ class RegionAlb(RegionStep):
 
     def desired(self) -> dict[str, Any]:
         primary = self.primary_load_balancer()
-        groups = self.clients.elbv2.describe_target_groups(LoadBalancerArn=primary.arn)
-        if not groups["TargetGroups"]:
-            raise StepRefused(f"{self.where()}: the primary ALB {primary.name} has no target group")
-        group = groups["TargetGroups"][0]
+        group = self._serving_group(primary.arn, primary.name)
         port = group["Port"]
         return {
             "region": self.region,
@@ -62,6 +59,20 @@ class RegionAlb(RegionStep):
             },
             "listener": {"port": 80, "protocol": "HTTP", "forwards_to": self.name("app", 32)},
         }
+
+    def _serving_group(self, arn: str, name: str) -> dict[str, Any]:
+        """The target group the primary's listeners forward to (phase 1 may have left the
+        old one attached but idle), else its only one."""
+        elbv2 = self.clients.elbv2
+        groups = elbv2.describe_target_groups(LoadBalancerArn=arn)["TargetGroups"]
+        listeners = elbv2.describe_listeners(LoadBalancerArn=arn)["Listeners"]
+        forwarded = {
+            a.get("TargetGroupArn") for x in listeners for a in x.get("DefaultActions", [])
+        }
+        serving = [g for g in groups if g["TargetGroupArn"] in forwarded] or groups
+        if not serving:
+            raise StepRefused(f"{self.where()}: the primary ALB {name} has no target group")
+        return dict(serving[0])
 
     # -- reading -------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from tasks.nat_assess import NatAssessment
 from tasks.nat_remove import NatRemoval
 from tasks.region_alb import RegionAlb
 from tasks.region_cache import RegionCache
+from tasks.region_compute import RegionCompute
 from tasks.region_database import RegionDatabase
 from tasks.region_network import RegionNetwork
 from tasks.scaling import ScalingEnable
@@ -27,7 +28,15 @@ from tasks.spot import SpotEnable
 PHASE_STEPS: dict[int, list[type[Step]]] = {
     1: [NatAssessment, NatRemoval, GravitonCompute, DatabaseResize, CacheResize],
     2: [ScalingEnable, MonitoringEnable, DatabaseConnections],
-    3: [SpotEnable, CdnEnable, RegionNetwork, RegionAlb, RegionDatabase, RegionCache],
+    3: [
+        SpotEnable,
+        CdnEnable,
+        RegionNetwork,
+        RegionAlb,
+        RegionDatabase,
+        RegionCache,
+        RegionCompute,
+    ],
 }
 
 PHASE_NAMES = {1: "cost", 2: "architecture", 3: "advanced"}
