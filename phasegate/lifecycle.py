@@ -50,6 +50,9 @@ class StepFailed(PhasegateError):
         self.environment = environment
         self.step = step
         self.cause = cause
+        # Bad input a step finds while planning (a hosted zone Route 53 does not have) is
+        # still bad input: the cause's exit code (2), not a failed migration's.
+        self.exit_code = getattr(cause, "exit_code", PhasegateError.exit_code)
         super().__init__(f"{environment}: step {step} failed: {cause}")
 
     def __reduce__(self) -> Any:
