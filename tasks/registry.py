@@ -21,6 +21,7 @@ from tasks.region_alb import RegionAlb
 from tasks.region_cache import RegionCache
 from tasks.region_compute import RegionCompute
 from tasks.region_database import RegionDatabase
+from tasks.region_dns import RegionDns
 from tasks.region_network import RegionNetwork
 from tasks.scaling import ScalingEnable
 from tasks.spot import SpotEnable
@@ -36,6 +37,7 @@ PHASE_STEPS: dict[int, list[type[Step]]] = {
         RegionDatabase,
         RegionCache,
         RegionCompute,
+        RegionDns,
     ],
 }
 

@@ -27,6 +27,7 @@ IMAGE_CONFIG = "application/vnd.docker.container.image.v1+json"
 LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 DB_PORT = 5432
 REDIS_PORT = 6379
+SANDBOX_DOMAIN = "sandbox.phasegate.test"
 
 
 @dataclass(frozen=True)
@@ -334,3 +335,19 @@ def seed_environment(clients: AwsClients, name: str, index: int) -> SeededEnviro
         Tags=_tags(name, "redis"),
     )
     return SeededEnvironment(name, region, vpc_id, cluster, service)
+
+
+def hosted_zone_name(name: str) -> str:
+    """The public Route 53 zone the sandbox seeds for environment `name`."""
+    return f"{name}.{SANDBOX_DOMAIN}."
+
+
+def seed_hosted_zone(clients: AwsClients, name: str) -> str:
+    """The environment's public hosted zone (regions.expand's failover records go there);
+    its id. Route 53 is global: one zone per environment, whatever its region."""
+    zone = clients.route53.create_hosted_zone(
+        Name=hosted_zone_name(name),
+        CallerReference=f"phasegate-sandbox-{name}",
+        HostedZoneConfig={"Comment": f"{name}: the sandbox's public zone", "PrivateZone": False},
+    )
+    return str(zone["HostedZone"]["Id"])

@@ -43,7 +43,7 @@ from phasegate.config import AwsSettings, EnvironmentConfig, Targets
 from phasegate.errors import ConfigError, PhasegateError
 from phasegate.home import generated_environments_dir, phasegate_home
 from phasegate.sandbox import terraform_seed
-from phasegate.sandbox.seed import seed_environment
+from phasegate.sandbox.seed import seed_environment, seed_hosted_zone
 from phasegate.sandbox.strays import seed_strays
 
 log = structlog.get_logger("phasegate.sandbox")
@@ -198,6 +198,7 @@ def seed_sandbox(
                 )
             else:
                 seed_environment(clients, name, first_index + offset)
+            seed_hosted_zone(clients, name)  # regions.expand's failover records go there
             if strays:
                 seed_strays(clients, name)
         if tiers and name in tiers:
