@@ -1,0 +1,332 @@
+"""regions.expand end to end against the sandbox over HTTP and a real Prefect server, with the
+second region us-west-2: what the AWS APIs of us-west-2 and Route 53 show after phase 3, no
+mutating call on a second run, a fault on one action in the middle of the sub-steps that
+fails the run and a re-run that resumes from the failed sub-step with nothing made twice,
+rollback leaving neither region with anything of phase 3's (inventories of both compared
+with before), and a hosted zone that does not exist refused while planning.
+
+One sandbox for the module, seeded once; the tests run in order on it, each leaving it as
+it was before phase 3 (rollback is part of each).
+"""
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from conftest import write_environment
+from typer.testing import CliRunner
+
+from flows.phase3 import phase3
+from flows.rollback import rollback_phase
+from phasegate.aws import AwsClients
+from phasegate.checkpoints import checkpoint_storage
+from phasegate.cli import app
+from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
+from phasegate.errors import PhaseFailed
+from phasegate.lifecycle import execute, plan
+from phasegate.sandbox.app import is_mutating
+from phasegate.sandbox.seed import hosted_zone_name, seed_environment, seed_hosted_zone
+from phasegate.steps import Record, StepContext
+from tasks.db_connections import DatabaseConnections
+from tasks.registry import STEPS
+
+pytestmark = pytest.mark.timeout(600)
+
+SECONDARY = "us-west-2"
+RECORD = f"app.{hosted_zone_name('demo')}"
+REGION_STEPS = [s for s in STEPS if s.startswith("regions.expand.")]
+
+
+@dataclass
+class World:
+    sandbox: str
+    clients: AwsClients
+    zone: str
+    before: dict[str, Any]
+    directory: Path
+
+    def config(self, name: str, **overrides: Any) -> EnvironmentConfig:
+        """An environment file of its own (its own checkpoints) for the seeded `demo`."""
+        directory = self.directory / name
+        directory.mkdir(exist_ok=True)
+        regions = {"secondary": SECONDARY, "hosted_zone": hosted_zone_name("demo"),
+                   "record_name": RECORD}  # fmt: skip
+        return parse_environment(
+            write_environment(directory, "demo", self.sandbox, regions=regions, **overrides)
+        )
+
+
+def inventory(clients: AwsClients) -> dict[str, Any]:
+    """Every resource of the kinds regions.expand makes, in both regions, and Route 53's."""
+    found: dict[str, Any] = {}
+    for region in ("us-east-1", SECONDARY):
+        ec2 = clients.client("ec2", region)
+        rds = clients.client("rds", region)
+        elasticache = clients.client("elasticache", region)
+        ecs = clients.client("ecs", region)
+        elbv2 = clients.client("elbv2", region)
+        clusters = ecs.list_clusters()["clusterArns"]
+        active = [
+            c["clusterArn"]
+            for c in (ecs.describe_clusters(clusters=clusters)["clusters"] if clusters else [])
+            if c["status"] == "ACTIVE"
+        ]
+        found[region] = {
+            "vpcs": sorted(v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"]),
+            "subnets": sorted(s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]),
+            "security_groups": sorted(
+                g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]
+            ),
+            "internet_gateways": sorted(
+                g["InternetGatewayId"] for g in ec2.describe_internet_gateways()["InternetGateways"]
+            ),
+            "route_tables": sorted(
+                t["RouteTableId"] for t in ec2.describe_route_tables()["RouteTables"]
+            ),
+            "load_balancers": sorted(
+                lb["LoadBalancerArn"] for lb in elbv2.describe_load_balancers()["LoadBalancers"]
+            ),
+            "target_groups": sorted(
+                g["TargetGroupArn"] for g in elbv2.describe_target_groups()["TargetGroups"]
+            ),
+            "db_instances": sorted(
+                (d["DBInstanceIdentifier"], tuple(d.get("ReadReplicaDBInstanceIdentifiers", [])))
+                for d in rds.describe_db_instances()["DBInstances"]
+            ),
+            "db_subnet_groups": sorted(
+                g["DBSubnetGroupName"] for g in rds.describe_db_subnet_groups()["DBSubnetGroups"]
+            ),
+            "db_parameter_groups": sorted(
+                g["DBParameterGroupName"]
+                for g in rds.describe_db_parameter_groups()["DBParameterGroups"]
+                if not g["DBParameterGroupName"].startswith("default.")  # AWS's own, everywhere
+            ),
+            "replication_groups": sorted(
+                g["ReplicationGroupId"]
+                for g in elasticache.describe_replication_groups()["ReplicationGroups"]
+            ),
+            "cache_subnet_groups": sorted(
+                g["CacheSubnetGroupName"]
+                for g in elasticache.describe_cache_subnet_groups()["CacheSubnetGroups"]
+            ),
+            "ecs_services": sorted(
+                arn for c in active for arn in ecs.list_services(cluster=c)["serviceArns"]
+            ),
+            "ecs_clusters": sorted(active),
+            "task_definitions": sorted(ecs.list_task_definitions()["taskDefinitionArns"]),
+            "log_groups": sorted(
+                g["logGroupName"]
+                for g in clients.client("logs", region).describe_log_groups()["logGroups"]
+            ),
+        }
+    route53 = clients.route53
+    found["health_checks"] = sorted(c["Id"] for c in route53.list_health_checks()["HealthChecks"])
+    found["records"] = sorted(
+        (r["Name"], r["Type"], r.get("SetIdentifier", ""))
+        for z in route53.list_hosted_zones()["HostedZones"]
+        for r in route53.list_resource_record_sets(HostedZoneId=z["Id"])["ResourceRecordSets"]
+    )
+    return found
+
+
+@pytest.fixture(scope="module")
+def world(
+    moto_server: str, prefect_api: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """The seeded `demo` (its database on phase 2's tuned parameter group, so the replica
+    has one to copy) and its public zone; flows run against the session's Prefect API."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    requests.post(f"{moto_server}/moto-api/reset", timeout=10).raise_for_status()
+    requests.delete(f"{moto_server}/_phasegate/faults", timeout=10).raise_for_status()
+    clients = AwsClients(AwsSettings(region="us-east-1", endpoint_url=moto_server))
+    seed_environment(clients, "demo", 1)
+    zone = seed_hosted_zone(clients, "demo")
+    directory = tmp_path_factory.mktemp("regions")
+    primary = parse_environment(write_environment(directory, "demo", moto_server))
+    execute(DatabaseConnections(StepContext.for_environment(primary)), key="phase 2")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PREFECT_API_URL", prefect_api)
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        yield World(moto_server, clients, zone, inventory(clients), directory)
+    mp.undo()
+
+
+def run(config: EnvironmentConfig) -> list[Record]:
+    with checkpoint_storage(config):
+        return phase3(str(config.source))
+
+
+def roll_back(config: EnvironmentConfig) -> None:
+    with checkpoint_storage(config):
+        rollback_phase(str(config.source), 3)
+
+
+def calls(world: World) -> list[str]:
+    answered = requests.get(f"{world.sandbox}/_phasegate/calls", timeout=10).json()
+    return [c["action"] for c in answered if is_mutating(c["action"])]
+
+
+def clear_calls(world: World) -> None:
+    requests.delete(f"{world.sandbox}/_phasegate/calls", timeout=10).raise_for_status()
+
+
+def second_region(world: World) -> dict[str, Any]:
+    """What regions.expand should leave in us-west-2 and Route 53, as AWS shows it."""
+    c = world.clients
+    [replica] = c.client("rds", SECONDARY).describe_db_instances()["DBInstances"]
+    rds = c.client("rds", SECONDARY)
+    group = replica["DBParameterGroups"][0]["DBParameterGroupName"]
+    [redis] = c.client("elasticache", SECONDARY).describe_replication_groups()["ReplicationGroups"]
+    ecs = c.client("ecs", SECONDARY)
+    [cluster] = ecs.list_clusters()["clusterArns"]
+    [service] = ecs.describe_services(
+        cluster=cluster, services=ecs.list_services(cluster=cluster)["serviceArns"]
+    )["services"]
+    task = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
+    elbv2 = c.client("elbv2", SECONDARY)
+    [alb] = elbv2.describe_load_balancers()["LoadBalancers"]
+    [listener] = elbv2.describe_listeners(LoadBalancerArn=alb["LoadBalancerArn"])["Listeners"]
+    records = [
+        r
+        for r in c.route53.list_resource_record_sets(HostedZoneId=world.zone)["ResourceRecordSets"]
+        if r.get("Failover")
+    ]
+    checks = {
+        h["Id"]: h["HealthCheckConfig"] for h in c.route53.list_health_checks()["HealthChecks"]
+    }
+    return {
+        "replica": (replica["ReadReplicaSourceDBInstanceIdentifier"], replica["DBInstanceStatus"]),
+        "replica_subnets": replica["DBSubnetGroup"]["DBSubnetGroupName"],
+        "parameters": {
+            p["ParameterName"]: p["ParameterValue"]
+            for p in rds.describe_db_parameters(DBParameterGroupName=group)["Parameters"]
+        },
+        "redis": (redis["CacheNodeType"], len(redis["MemberClusters"]), redis["Status"]),
+        "service": (service["runningCount"], service["desiredCount"], service["launchType"]),
+        "images": [x["image"] for x in task["containerDefinitions"]],
+        "service_public_ip": service["networkConfiguration"]["awsvpcConfiguration"][
+            "assignPublicIp"
+        ],
+        "alb": (alb["Scheme"], listener["Port"], listener["Protocol"]),
+        "records": sorted(
+            (
+                r["Failover"],
+                r["AliasTarget"]["DNSName"],
+                checks[r["HealthCheckId"]]["ResourcePath"],
+                checks[r["HealthCheckId"]]["FullyQualifiedDomainName"],
+            )
+            for r in records
+        ),
+    }
+
+
+def test_phase3_builds_the_second_region_a_rerun_changes_nothing_rollback_clears_it(
+    world: World,
+) -> None:
+    config = world.config("full")
+    primary = world.clients.rds.describe_db_instances()["DBInstances"][0]
+    primary_group = primary["DBParameterGroups"][0]["DBParameterGroupName"]
+    primary_parameters = {
+        p["ParameterName"]: p["ParameterValue"]
+        for p in world.clients.rds.describe_db_parameters(DBParameterGroupName=primary_group)[
+            "Parameters"
+        ]
+    }
+    primary_task = world.clients.ecs.describe_task_definition(taskDefinition="demo-api")
+    primary_alb = world.clients.elbv2.describe_load_balancers()["LoadBalancers"][0]
+
+    records = {r.step: r for r in run(config)}
+
+    assert {s: records[s].outcome for s in REGION_STEPS} == dict.fromkeys(REGION_STEPS, "applied")
+    for step_id in REGION_STEPS:
+        assert set(records[step_id].api_actions) <= set(STEPS[step_id].iam_actions), step_id
+    found = second_region(world)
+    west_alb = world.clients.client("elbv2", SECONDARY).describe_load_balancers()
+    assert found == {
+        "replica": (primary["DBInstanceArn"], "available"),
+        "replica_subnets": "demo-db",
+        "parameters": primary_parameters,
+        "redis": ("cache.t3.micro", 2, "available"),
+        "service": (2, 2, "FARGATE"),
+        "images": [c["image"] for c in primary_task["taskDefinition"]["containerDefinitions"]],
+        "service_public_ip": "ENABLED",
+        "alb": ("internet-facing", 80, "HTTP"),
+        "records": [
+            ("PRIMARY", primary_alb["DNSName"], "/health", primary_alb["DNSName"]),
+            (
+                "SECONDARY",
+                west_alb["LoadBalancers"][0]["DNSName"],
+                "/health",
+                west_alb["LoadBalancers"][0]["DNSName"],
+            ),
+        ],
+    }
+    assert primary_parameters, "phase 2's tuned group was copied, not a default one"
+
+    clear_calls(world)
+    run(config)
+    assert calls(world) == []
+
+    roll_back(config)
+    assert inventory(world.clients) == world.before
+
+
+def test_a_fault_mid_expand_fails_the_run_and_the_rerun_resumes_with_nothing_made_twice(
+    world: World,
+) -> None:
+    config = world.config("fault", phases={"on_step_failure": "stop"})
+    fault = {"action": "CreateReplicationGroup", "code": "AccessDenied", "status": 403,
+             "times": -1}  # fmt: skip
+    requests.post(f"{world.sandbox}/_phasegate/faults", json=fault, timeout=10).raise_for_status()
+    try:
+        with pytest.raises(PhaseFailed) as failed:
+            run(config)
+    finally:
+        requests.delete(f"{world.sandbox}/_phasegate/faults", timeout=10).raise_for_status()
+    assert "regions.expand.cache" in str(failed.value) and "AccessDenied" in str(failed.value)
+    assert world.clients.route53.list_health_checks()["HealthChecks"] == []  # dns never ran
+
+    clear_calls(world)
+    records = {r.step: r for r in run(config)}
+
+    resumed = Counter(calls(world))
+    assert resumed["CreateReplicationGroup"] == 1
+    made_before = ["CreateVpc", "CreateLoadBalancer", "CreateDBInstanceReadReplica",
+                   "CreateService", "CreateCacheSubnetGroup", "CreateSecurityGroup"]  # fmt: skip
+    assert {a: resumed[a] for a in made_before} == dict.fromkeys(made_before, 0)
+    assert resumed["POST /2013-04-01/healthcheck"] == 2  # Route 53 is REST: method and path
+    assert records["regions.expand.cache"].outcome == "applied"
+    after = inventory(world.clients)[SECONDARY]
+    assert len(after["replication_groups"]) == 1 and len(after["db_instances"]) == 1
+    assert len(after["load_balancers"]) == 1 and len(after["ecs_services"]) == 1
+    assert len(after["vpcs"]) == len(world.before[SECONDARY]["vpcs"]) + 1
+
+    roll_back(config)
+    assert inventory(world.clients) == world.before
+
+
+def test_a_hosted_zone_that_does_not_exist_is_refused_while_planning(world: World) -> None:
+    config = world.config("nozone")
+    path = write_environment(
+        config.source.parent, "demo", world.sandbox,
+        regions={"secondary": SECONDARY, "hosted_zone": "nowhere.example.", "record_name": RECORD},
+    )  # fmt: skip
+    clear_calls(world)
+
+    result = CliRunner().invoke(app, ["plan", str(path), "--phase", "3"])
+
+    assert result.exit_code == 2, result.output
+    assert "regions.hosted_zone" in result.output and "nowhere.example." in result.output
+    assert "Traceback" not in result.output
+    assert calls(world) == []
+
+
+def test_regions_expand_is_opt_in(world: World) -> None:
+    config = parse_environment(write_environment(world.directory, "demo", world.sandbox))
+    ctx = StepContext.for_environment(config)
+    assert [plan(STEPS[s](ctx)) for s in REGION_STEPS] == [None] * len(REGION_STEPS)
