@@ -36,15 +36,13 @@ from phasegate.gates import HealthGate
 from phasegate.inventory import discover
 from phasegate.ledger import Ledger
 from phasegate.lifecycle import execute
-from phasegate.region_cost import SecondaryPart, monthly_cost_of_secondary
+from phasegate.region_cost import monthly_cost_of_secondary
 from phasegate.sandbox.app import is_mutating
+from phasegate.sandbox.seed import hosted_zone_name, seed_hosted_zone
 from phasegate.sandbox.simulator import WorkloadSimulator
 from phasegate.steps import Record, StepContext
 from tasks.approvals import resume_with
-from tasks.region_alb import RegionAlb
-from tasks.region_cache import RegionCache
-from tasks.region_database import RegionDatabase
-from tasks.region_network import RegionNetwork
+from tasks.registry import STEPS, ordered
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -229,18 +227,24 @@ def test_gates_read_the_second_region_which_the_simulator_publishes(standby: Pat
 
 
 @pytest.mark.usefixtures("prefect_client_env")
-def test_after_regions_expand_cost_matches_the_plan_and_failover_promotes_its_replica(
+def test_after_regions_expand_cost_matches_the_plan_gates_see_it_and_failover_promotes(
     seeded: EnvironmentConfig, sandbox: str, tmp_path: Path
 ) -> None:
-    path = write_environment(tmp_path, "demo", sandbox, regions=REGIONS)
+    east = AwsClients(AwsSettings(region="us-east-1", endpoint_url=sandbox))
+    seed_hosted_zone(east, "demo")
+    regions = {
+        "secondary": "us-west-2",
+        "hosted_zone": hosted_zone_name("demo"),
+        "record_name": f"app.{hosted_zone_name('demo')}",
+    }
+    path = write_environment(tmp_path, "demo", sandbox, regions=regions)
     config = parse_environment(path)
     ctx = StepContext.for_environment(config)
     primary = discover(config)
-    steps = [RegionNetwork, RegionAlb, RegionDatabase, RegionCache]
-    parts: list[SecondaryPart] = ["network", "load_balancer", "database", "cache"]
-    planned = monthly_cost_of_secondary(config, primary, parts)[0]
-    for step in steps:
-        execute(step(ctx), key="phase 3")
+    planned = monthly_cost_of_secondary(config, primary)[0]  # every part, as the steps plan
+    for step_id in ordered(3):
+        if step_id.startswith("regions.expand."):
+            execute(STEPS[step_id](ctx), key="phase 3")
 
     report = json.loads(CliRunner().invoke(app, ["cost", str(path), "--json"]).stdout)
     west = {r["component"]: r["monthly"] for r in report["rows"] if r["region"] == "us-west-2"}
@@ -250,8 +254,17 @@ def test_after_regions_expand_cost_matches_the_plan_and_failover_promotes_its_re
         ), part
     assert sum(west.values()) == pytest.approx(planned, abs=CENT)  # the plan was honest
 
+    now = datetime.now(UTC)
+    WorkloadSimulator(lambda: [config], backfill_minutes=10).tick(now)
+    gate = HealthGate(config).evaluate(now=now, sleep=lambda _: None)
+    assert gate.verdict == "pass", gate.reason
+    checked = {c.name for c in gate.rounds[0].checks if c.resource.endswith("(us-west-2)")}
+    assert {"alb-5xx-ratio", "healthy-hosts", "ecs-running", "rds-replica-lag"} <= checked
+    assert {"redis-status", "redis-memory", "alarms"} <= checked
+
     result = cli(str(path), "--to", "us-west-2", "--auto-approve")
     assert result.exit_code == 0, result.output
+    assert f"Route 53 PRIMARY record {regions['record_name']}" in result.stdout
     [made] = [
         db
         for db in west_clients(sandbox).rds.describe_db_instances()["DBInstances"]
