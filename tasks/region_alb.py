@@ -13,7 +13,7 @@ from typing import Any
 from phasegate.errors import AwsCallError
 from phasegate.inventory import LOAD_BALANCER_IAM_ACTIONS, VPC_IAM_ACTIONS
 from phasegate.steps import StepRefused
-from tasks.region_common import ALB_STEP, NETWORK_STEP, RegionStep, tag_list
+from tasks.region_common import ALB_STEP, NETWORK_STEP, PRICING_IAM_ACTIONS, RegionStep, tag_list
 
 OPEN_PORTS = [80, 443]
 
@@ -25,6 +25,7 @@ class RegionAlb(RegionStep):
     title = "Second region: ALB, target group, listener and security groups"
     after = (NETWORK_STEP,)
     iam_actions = (
+        *PRICING_IAM_ACTIONS,
         *VPC_IAM_ACTIONS,
         *LOAD_BALANCER_IAM_ACTIONS,
         "elasticloadbalancing:DescribeListeners",
@@ -143,11 +144,11 @@ class RegionAlb(RegionStep):
 
     def describe(self, desired: dict[str, Any]) -> tuple[str, list[str], float]:
         group = desired["target_group"]
-        cost = self.copy_cost(load_balancers=[self.primary_load_balancer()])
+        cost, note = self.secondary_cost("load_balancer")
         return (
             f"{desired['region']}: ALB {desired['load_balancer']['name']} forwarding HTTP:80 to "
             f"{group['name']} ({group['target_type']} targets on {group['port']}, health "
-            f"{group['health_check_path']})",
+            f"{group['health_check_path']}; {note})",
             [
                 "ec2:CreateSecurityGroup alb (80, 443 from anywhere) and app "
                 f"({group['port']} from the ALB)",

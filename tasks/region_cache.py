@@ -12,7 +12,15 @@ from typing import Any
 from phasegate.errors import AwsCallError
 from phasegate.inventory import CACHE_IAM_ACTIONS, CacheGroup, Discovery
 from phasegate.steps import Settling, StepRefused
-from tasks.region_common import ALB_STEP, NETWORK_STEP, RegionStep, missing, tag_dict, tag_list
+from tasks.region_common import (
+    ALB_STEP,
+    NETWORK_STEP,
+    PRICING_IAM_ACTIONS,
+    RegionStep,
+    missing,
+    tag_dict,
+    tag_list,
+)
 
 REDIS_PORT = 6379
 
@@ -24,6 +32,7 @@ class RegionCache(RegionStep):
     title = "Second region: Redis replication group of the primary's node type"
     after = (ALB_STEP,)
     iam_actions = (
+        *PRICING_IAM_ACTIONS,
         *CACHE_IAM_ACTIONS,
         "elasticache:DescribeCacheSubnetGroups",
         "elasticache:CreateCacheSubnetGroup",
@@ -118,11 +127,11 @@ class RegionCache(RegionStep):
     # -- changing ------------------------------------------------------------------------
 
     def describe(self, desired: dict[str, Any]) -> tuple[str, list[str], float]:
-        primary = self._primary()
         group = desired["replication_group"]
+        cost, note = self.secondary_cost("cache")
         return (
             f"{desired['region']}: Redis {group['id']} ({group['nodes']} x {group['node_type']}), "
-            "empty: a cache that refills after a failover",
+            f"empty: a cache that refills after a failover ({note})",
             [
                 f"ec2:CreateSecurityGroup {desired['security_group']['name']} ({REDIS_PORT} "
                 "from the app)",
@@ -131,7 +140,7 @@ class RegionCache(RegionStep):
                 f"{group['node_type']}, Redis {group['engine_version']}",
                 "wait until it is available",
             ],
-            self.copy_cost(caches=[primary]),
+            cost,
         )
 
     def make(self, desired: dict[str, Any]) -> dict[str, Any]:

@@ -19,9 +19,10 @@ a run killed half-way left, without relying on what it journaled).
 from abc import abstractmethod
 from typing import Any
 
-from phasegate.cost import load_price_table, price_inventory
 from phasegate.errors import AwsCallError
-from phasegate.inventory import Discovery, Inventory, LoadBalancer
+from phasegate.inventory import DISCOVERY_IAM_ACTIONS, Discovery, LoadBalancer
+from phasegate.region_cost import SecondaryPart, monthly_cost_of_secondary
+from phasegate.secondary_region import secondary_tags
 from phasegate.steps import (
     CREATED_BY_TAG,
     Change,
@@ -35,11 +36,10 @@ from phasegate.steps import (
     flatten,
 )
 
-ROLE_TAG = "PhasegateRole"
-SECONDARY = "secondary"
 NETWORK_STEP = "regions.expand.network"
 ALB_STEP = "regions.expand.alb"
-APP_PORT_TAG = "phasegate:app-port"
+PRICING_IAM_ACTIONS = DISCOVERY_IAM_ACTIONS
+"""Each sub-step's plan prices its part from the primary's whole inventory (region_cost)."""
 
 
 class RegionObservation(Observation):
@@ -83,7 +83,7 @@ class RegionStep(Step):
 
     def role_tags(self) -> dict[str, str]:
         """What marks every resource of the second region (the contract with failover)."""
-        return {**self.ctx.config.discovery.tags, ROLE_TAG: SECONDARY}
+        return secondary_tags(self.ctx.config)
 
     def tags(self, step: str | None = None) -> dict[str, str]:
         """The tags of what `step` (default: this one) made in the second region."""
@@ -247,25 +247,10 @@ class RegionStep(Step):
 
     # -- pricing -------------------------------------------------------------------------
 
-    def copy_cost(self, **parts: Any) -> float:
-        """What copies of the primary's `parts` (Inventory fields) cost a month at the
-        second region's prices (config/pricing/REGION.yaml)."""
-        assert self.region is not None
-        inventory = Inventory(
-            environment=self.ctx.config.name,
-            region=self.region,
-            **{
-                "vpcs": [],
-                "services": [],
-                "load_balancers": [],
-                "databases": [],
-                "caches": [],
-                "autoscaling_groups": [],
-                **parts,
-            },
-        )
-        prices = load_price_table(self.region)
-        return round(price_inventory(inventory, self.ctx.config, prices).total, 2)
+    def secondary_cost(self, part: SecondaryPart) -> tuple[float, str]:
+        """What this step's `part` of the second region adds a month, priced with that
+        region's table from a mirror of the primary (phasegate.region_cost), and a note."""
+        return monthly_cost_of_secondary(self.ctx.config, self.ctx.inventory(), [part])
 
     # -- what subclasses say -------------------------------------------------------------
 
@@ -293,6 +278,10 @@ class RegionStep(Step):
     def describe(self, desired: dict[str, Any]) -> tuple[str, list[str], float]:
         """The change's summary, its actions and its monthly cost delta."""
 
+    def blockers(self) -> list[str]:
+        """Why AWS would refuse the change as things stand (shown by plan, refused by run)."""
+        return []
+
     # -- the lifecycle -------------------------------------------------------------------
 
     def observe(self) -> RegionObservation:
@@ -318,6 +307,7 @@ class RegionStep(Step):
             ),
             before={"region": obs.region, "found": obs.current},
             desired=obs.desired,
+            blockers=self.blockers(),
         )
 
     def apply(self, change: Change) -> dict[str, Any]:

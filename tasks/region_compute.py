@@ -17,7 +17,14 @@ from typing import Any
 from phasegate.errors import AwsCallError
 from phasegate.inventory import SERVICE_IAM_ACTIONS, Discovery, EcsService
 from phasegate.steps import Settling, StepRefused
-from tasks.region_common import ALB_STEP, NETWORK_STEP, RegionStep, tag_dict, tag_list
+from tasks.region_common import (
+    ALB_STEP,
+    NETWORK_STEP,
+    PRICING_IAM_ACTIONS,
+    RegionStep,
+    tag_dict,
+    tag_list,
+)
 from tasks.region_compute_ec2 import EC2_IAM_ACTIONS, Ec2Copy
 
 STEP_ID = "regions.expand.compute"
@@ -44,6 +51,7 @@ class RegionCompute(RegionStep):
     title = "Second region: the primary's compute (ECS service or Auto Scaling group) copied"
     after = (ALB_STEP,)
     iam_actions = (
+        *PRICING_IAM_ACTIONS,
         *SERVICE_IAM_ACTIONS,
         *EC2_IAM_ACTIONS,
         "ecs:CreateCluster",
@@ -180,9 +188,10 @@ class RegionCompute(RegionStep):
             return Ec2Copy(self).describe(desired)
         services = desired["services"]
         names = ", ".join(f"{n} x{s['desired']}" for n, s in services.items())
+        cost, note = self.secondary_cost("compute")
         return (
             f"{desired['region']}: ECS cluster {desired['cluster']} running {names} "
-            "(task definitions copied, same images)",
+            f"(task definitions copied, same images; {note})",
             [
                 f"ecs:CreateCluster {desired['cluster']}",
                 f"logs:CreateLogGroup {', '.join(desired['log_groups']) or '(none)'}",
@@ -191,7 +200,7 @@ class RegionCompute(RegionStep):
                 "behind the second region's target group",
                 "wait until every task runs",
             ],
-            self.copy_cost(services=self._services()),
+            cost,
         )
 
     def make(self, desired: dict[str, Any]) -> dict[str, Any]:

@@ -133,10 +133,11 @@ class Ec2Copy:
 
     def describe(self, desired: dict[str, Any]) -> tuple[str, list[str], float]:
         group, template = desired["group"], desired["launch_template"]
+        cost, note = self.step.secondary_cost("compute")
         return (
             f"{desired['region']}: Auto Scaling group {group['name']} ({group['min']}-"
             f"{group['max']}, {group['desired']} now) of {template['instance_type']} from "
-            f"launch template {template['name']} (AMI {template['ami']})",
+            f"launch template {template['name']} (AMI {template['ami']}; {note})",
             [
                 f"ec2:CreateLaunchTemplate {template['name']}: the primary's latest version, "
                 "with the region's AMI and app security group",
@@ -144,7 +145,7 @@ class Ec2Copy:
                 f"registered with {group['target_group']}",
                 "wait until its instances are in service",
             ],
-            self.step.copy_cost(autoscaling_groups=[self._primary()]),
+            cost,
         )
 
     def make(self, desired: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,14 @@ from typing import Any
 from phasegate.errors import AwsCallError
 from phasegate.inventory import DATABASE_IAM_ACTIONS, Database, Discovery
 from phasegate.steps import Settling, StepRefused
-from tasks.region_common import ALB_STEP, RegionStep, missing, tag_dict, tag_list
+from tasks.region_common import (
+    ALB_STEP,
+    PRICING_IAM_ACTIONS,
+    RegionStep,
+    missing,
+    tag_dict,
+    tag_list,
+)
 
 BATCH = 20  # ModifyDBParameterGroup takes at most 20 parameters per call
 
@@ -29,6 +36,7 @@ class RegionDatabase(RegionStep):
     title = "Second region: RDS cross-region read replica with the primary's parameter group"
     after = (ALB_STEP,)
     iam_actions = (
+        *PRICING_IAM_ACTIONS,
         *DATABASE_IAM_ACTIONS,
         "rds:DescribeDBParameters",
         "rds:DescribeDBParameterGroups",
@@ -107,6 +115,15 @@ class RegionDatabase(RegionStep):
                 "status": "available",
             },
         }
+
+    def blockers(self) -> list[str]:
+        db, raw = self._primary()
+        if raw.get("BackupRetentionPeriod", 0) == 0:
+            return [
+                f"{db.identifier} keeps no automated backups (BackupRetentionPeriod 0); RDS "
+                "makes a read replica only of a database that does: set a retention period"
+            ]
+        return []
 
     # -- reading -------------------------------------------------------------------------
 
@@ -195,9 +212,10 @@ class RegionDatabase(RegionStep):
             if group["copied"]
             else f"use {group['name']}"
         )
+        cost, note = self.secondary_cost("database")
         return (
             f"{desired['region']}: read replica {replica['id']} ({replica['class']}) of "
-            f"{db.identifier}; {copy}",
+            f"{db.identifier}; {copy} ({note})",
             [
                 f"rds:CreateDBParameterGroup + ModifyDBParameterGroup: {copy}"
                 if group["copied"]
@@ -208,7 +226,7 @@ class RegionDatabase(RegionStep):
                 f"rds:CreateDBInstanceReadReplica {replica['id']} from {replica['source']}",
                 "wait until the replica is available",
             ],
-            self.copy_cost(databases=[db.model_copy(update={"multi_az": False})]),
+            cost,
         )
 
     def make(self, desired: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 from phasegate.errors import AwsCallError, ConfigError
 from phasegate.home import display_path
 from phasegate.steps import StepRefused
-from tasks.region_common import ALB_STEP, RegionStep, tag_list
+from tasks.region_common import ALB_STEP, PRICING_IAM_ACTIONS, RegionStep, tag_list
 
 ROLES = ("PRIMARY", "SECONDARY")
 COMPUTE_STEP = "regions.expand.compute"
@@ -35,6 +35,7 @@ class RegionDns(RegionStep):
     title = "Second region: Route 53 failover records with health checks on both ALBs"
     after = (ALB_STEP, COMPUTE_STEP)
     iam_actions = (
+        *PRICING_IAM_ACTIONS,
         "route53:GetHostedZone",
         "route53:ListHostedZonesByName",
         "route53:ListResourceRecordSets",
@@ -160,21 +161,18 @@ class RegionDns(RegionStep):
 
     def describe(self, desired: dict[str, Any]) -> tuple[str, list[str], float]:
         sides = desired["failover"]
-        prices = self.ctx.prices
-        rate = (
-            prices.route53.health_check_aws_endpoint_month.usd if prices and prices.route53 else 0
-        )
+        cost, note = self.secondary_cost("dns")
         return (
             f"{desired['record']}: PRIMARY {sides['PRIMARY']['alb']} "
             f"({sides['PRIMARY']['region']}), SECONDARY {sides['SECONDARY']['alb']} "
             f"({sides['SECONDARY']['region']}), health checks on "
-            f"{sides['PRIMARY']['health_check']}",
+            f"{sides['PRIMARY']['health_check']} ({note})",
             [
                 f"route53:CreateHealthCheck x2: each ALB at {sides['PRIMARY']['health_check']}",
                 f"route53:ChangeResourceRecordSets in {desired['zone']}: UPSERT "
                 f"{desired['record']} A alias PRIMARY and SECONDARY with their checks",
             ],
-            round(2 * rate, 2),
+            cost,
         )
 
     def make(self, desired: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from phasegate.inventory import VPC_IAM_ACTIONS, Discovery
 from phasegate.steps import StepRefused
-from tasks.region_common import NETWORK_STEP, RegionStep, tag_list
+from tasks.region_common import NETWORK_STEP, PRICING_IAM_ACTIONS, RegionStep, tag_list
 
 SUBNETS = 2
 
@@ -34,6 +34,7 @@ class RegionNetwork(RegionStep):
     id = NETWORK_STEP
     title = "Second region: VPC, public subnets in two AZs, internet gateway (no NAT)"
     iam_actions = (
+        *PRICING_IAM_ACTIONS,
         *VPC_IAM_ACTIONS,
         "ec2:DescribeVpcAttribute",
         "ec2:DescribeAvailabilityZones",
@@ -149,7 +150,7 @@ class RegionNetwork(RegionStep):
                 "ec2:CreateInternetGateway + AttachInternetGateway",
                 "ec2:CreateRouteTable with 0.0.0.0/0 -> the internet gateway, associated",
             ],
-            0.0,  # VPCs, subnets, gateways and route tables are free
+            self.secondary_cost("network")[0],  # free: no NAT gateway, no public IPv4 yet
         )
 
     def make(self, desired: dict[str, Any]) -> dict[str, Any]:
