@@ -31,6 +31,8 @@ from phasegate.lifecycle import execute, plan
 from phasegate.sandbox.app import is_mutating
 from phasegate.sandbox.seed import hosted_zone_name, seed_environment, seed_hosted_zone
 from phasegate.steps import Record, StepContext
+from tasks.compute import GravitonCompute
+from tasks.compute_ec2 import AMI_PARAMETER
 from tasks.db_connections import DatabaseConnections
 from tasks.registry import STEPS
 
@@ -118,6 +120,15 @@ def inventory(clients: AwsClients) -> dict[str, Any]:
             ),
             "ecs_clusters": sorted(active),
             "task_definitions": sorted(ecs.list_task_definitions()["taskDefinitionArns"]),
+            "auto_scaling_groups": sorted(
+                g["AutoScalingGroupName"]
+                for g in clients.client("autoscaling", region).describe_auto_scaling_groups()[
+                    "AutoScalingGroups"
+                ]
+            ),
+            "launch_templates": sorted(
+                t["LaunchTemplateName"] for t in ec2.describe_launch_templates()["LaunchTemplates"]
+            ),
             "log_groups": sorted(
                 g["logGroupName"]
                 for g in clients.client("logs", region).describe_log_groups()["logGroups"]
@@ -330,3 +341,47 @@ def test_regions_expand_is_opt_in(world: World) -> None:
     config = parse_environment(write_environment(world.directory, "demo", world.sandbox))
     ctx = StepContext.for_environment(config)
     assert [plan(STEPS[s](ctx)) for s in REGION_STEPS] == [None] * len(REGION_STEPS)
+
+
+def test_on_the_ec2_target_the_group_and_its_launch_template_are_copied(world: World) -> None:
+    """Last: it moves the primary to the EC2 target (phase 1's apply) and leaves it there."""
+    config = world.config("ec2", targets={"compute": "ec2-asg-graviton"})
+    ctx = StepContext.for_environment(config)
+    graviton = GravitonCompute(ctx)
+    graviton.apply(graviton.plan(graviton.observe()))
+    [primary] = world.clients.autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]
+    west_before = inventory(world.clients)[SECONDARY]
+    steps = [
+        STEPS[s](ctx) for s in REGION_STEPS if s.split(".")[-1] in ("network", "alb", "compute")
+    ]
+
+    records = [execute(step, key="phase 3") for step in steps]
+
+    for step, record in zip(steps, records, strict=True):
+        assert set(record.api_actions) <= set(step.iam_actions), step.id
+    c = world.clients
+    [group] = c.client("autoscaling", SECONDARY).describe_auto_scaling_groups()["AutoScalingGroups"]
+    [target] = c.client("elbv2", SECONDARY).describe_target_groups()["TargetGroups"]
+    ami = c.client("ssm", SECONDARY).get_parameter(Name=AMI_PARAMETER)["Parameter"]["Value"]
+    [version] = c.client("ec2", SECONDARY).describe_launch_template_versions(
+        LaunchTemplateName=primary["LaunchTemplate"]["LaunchTemplateName"], Versions=["$Latest"]
+    )["LaunchTemplateVersions"]
+    data = version["LaunchTemplateData"]
+    [app] = [
+        g["GroupId"]
+        for g in c.client("ec2", SECONDARY).describe_security_groups()["SecurityGroups"]
+        if g["GroupName"] == "demo-app"
+    ]
+    assert (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]) == (
+        primary["MinSize"], primary["MaxSize"], primary["DesiredCapacity"],
+    )  # fmt: skip
+    assert group["TargetGroupARNs"] == [target["TargetGroupArn"]]
+    assert target["TargetType"] == "instance"
+    assert (data["ImageId"], data["InstanceType"]) == (ami, "t4g.medium")
+    assert [nic["Groups"] for nic in data["NetworkInterfaces"]] == [[app]]
+    assert [plan(step) for step in steps] == [None, None, None]
+
+    for step, record in reversed(list(zip(steps, records, strict=True))):
+        step.rollback(record)
+        step.verify_rollback(record)
+    assert inventory(world.clients)[SECONDARY] == west_before
