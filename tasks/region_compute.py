@@ -289,9 +289,8 @@ class RegionCompute(RegionStep):
     # -- undoing -------------------------------------------------------------------------
 
     def teardown(self, region: str) -> None:
-        if self.on_ec2:
-            Ec2Copy(self).teardown(region)
-            return
+        """Both targets' resources, found by tags: the config may have changed target since."""
+        Ec2Copy(self).teardown(region)
         ecs = self.client("ecs", region)
         cluster = self._cluster(region)
         if cluster is not None:
@@ -327,9 +326,7 @@ class RegionCompute(RegionStep):
         return [s["serviceName"] for s in described if s.get("status") != "INACTIVE"]
 
     def leftovers(self, region: str) -> list[str]:
-        if self.on_ec2:
-            return Ec2Copy(self).leftovers(region)
-        left = self._our_log_groups(region)
+        left = Ec2Copy(self).leftovers(region) + self._our_log_groups(region)
         cluster = self._cluster(region)
         if cluster is not None:
             left.append(cluster["clusterName"])

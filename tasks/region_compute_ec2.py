@@ -209,6 +209,8 @@ class Ec2Copy:
 
     def teardown(self, region: str) -> None:
         groups, templates = self._tagged(region)
+        if not groups and not templates:
+            return
         autoscaling = self.step.client("autoscaling", region)
         for name in groups:
             autoscaling.delete_auto_scaling_group(AutoScalingGroupName=name, ForceDelete=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from phasegate.errors import AwsCallError, ConfigError
 from phasegate.home import display_path
-from phasegate.steps import StepRefused
+from phasegate.steps import Record, StepRefused, VerificationFailed
 from tasks.region_common import ALB_STEP, PRICING_IAM_ACTIONS, RegionStep, tag_list
 
 ROLES = ("PRIMARY", "SECONDARY")
@@ -230,14 +230,24 @@ class RegionDns(RegionStep):
 
     # -- undoing -------------------------------------------------------------------------
 
-    def teardown(self, region: str) -> None:
+    def _named(self, record: Record) -> tuple[str | None, str | None]:
+        """The zone and record name a Record's change used (the config may have changed)."""
+        desired = record.change.desired if record.change else {}
+        zone = desired.get("zone") or record.after.get("zone")
+        name = desired.get("record") or record.after.get("record")
+        if zone and name:
+            return str(zone), str(name)
         regions = self.ctx.config.regions
         if regions.hosted_zone and regions.record_name:
-            zone = self.zone_id()
-            record = _fqdn(regions.record_name).lower()
+            return self.zone_id(), _fqdn(regions.record_name).lower()
+        return None, None
+
+    def rollback(self, record: Record) -> None:
+        zone, name = self._named(record)
+        if zone and name:
             ours = [
                 r
-                for r in self._records(zone, record)
+                for r in self._records(zone, name)
                 if r.get("SetIdentifier", "").startswith(f"{self.ctx.config.name}-")
             ]
             if ours:
@@ -248,13 +258,22 @@ class RegionDns(RegionStep):
                         "Changes": [{"Action": "DELETE", "ResourceRecordSet": r} for r in ours],
                     },
                 )
+        self.teardown(str(self.region_of(record)))
+
+    def teardown(self, region: str) -> None:
+        """The health checks (the records go first, in rollback: a record names its check)."""
         for check in self._checks().values():
             self.route53.delete_health_check(HealthCheckId=check["Id"])
 
-    def leftovers(self, region: str) -> list[str]:
+    def verify_rollback(self, record: Record) -> None:
+        zone, name = self._named(record)
         left = [f"health check {c['Id']}" for c in self._checks().values()]
-        regions = self.ctx.config.regions
-        if regions.hosted_zone and regions.record_name:
-            record = _fqdn(regions.record_name).lower()
-            left += [f"{record} {r['Failover']}" for r in self._records(self.zone_id(), record)]
-        return left
+        if zone and name:
+            left += [f"{name} {r['Failover']}" for r in self._records(zone, name)]
+        if left:
+            raise VerificationFailed(
+                f"{self.where()}: still there after rollback: {', '.join(left)}"
+            )
+
+    def leftovers(self, region: str) -> list[str]:
+        return [f"health check {c['Id']}" for c in self._checks().values()]
