@@ -18,6 +18,7 @@ from tasks.region_common import (
     PRICING_IAM_ACTIONS,
     RegionStep,
     missing,
+    pages,
     tag_dict,
     tag_list,
 )
@@ -78,7 +79,7 @@ class RegionCache(RegionStep):
 
     def _group(self, region: str) -> dict[str, Any] | None:
         elasticache = self.client("elasticache", region)
-        for group in elasticache.describe_replication_groups()["ReplicationGroups"]:
+        for group in pages(elasticache, "describe_replication_groups", "ReplicationGroups"):
             tags = elasticache.list_tags_for_resource(ResourceName=group["ARN"])["TagList"]
             if self.tags().items() <= tag_dict(tags).items():
                 return dict(group)

@@ -59,6 +59,12 @@ def tag_dict(tags: list[dict[str, str]] | None) -> dict[str, str]:
     return {t.get("Key", t.get("key", "")): t.get("Value", t.get("value", "")) for t in tags or []}
 
 
+def pages(client: Any, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
+    """Every item of a paginated listing: an account may hold more than one page of them."""
+    paginator = client.get_paginator(operation)
+    return [item for page in paginator.paginate(**params) for item in page[key]]
+
+
 def missing(error: AwsCallError, *codes: str) -> bool:
     """True when `error` says the resource is not there (gone already: nothing to undo)."""
     return error.code in codes or "NotFound" in (error.code or "")
@@ -139,7 +145,7 @@ class RegionStep(Step):
     def load_balancer(self, region: str | None = None) -> dict[str, Any] | None:
         """The ALB `regions.expand.alb` made in the second region, as AWS describes it."""
         elbv2 = self.client("elbv2", region)
-        balancers = elbv2.describe_load_balancers()["LoadBalancers"]
+        balancers = pages(elbv2, "describe_load_balancers", "LoadBalancers")
         wanted = self.tags(ALB_STEP)
         for i in range(0, len(balancers), 20):
             chunk = balancers[i : i + 20]

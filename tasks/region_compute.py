@@ -22,6 +22,7 @@ from tasks.region_common import (
     NETWORK_STEP,
     PRICING_IAM_ACTIONS,
     RegionStep,
+    pages,
     tag_dict,
     tag_list,
 )
@@ -126,10 +127,13 @@ class RegionCompute(RegionStep):
 
     def _cluster(self, region: str) -> dict[str, Any] | None:
         ecs = self.client("ecs", region)
-        arns = ecs.list_clusters()["clusterArns"]
-        if not arns:
-            return None
-        for cluster in ecs.describe_clusters(clusters=arns, include=["TAGS"])["clusters"]:
+        arns = pages(ecs, "list_clusters", "clusterArns")
+        described = [
+            c
+            for i in range(0, len(arns), 100)
+            for c in ecs.describe_clusters(clusters=arns[i : i + 100], include=["TAGS"])["clusters"]
+        ]
+        for cluster in described:
             ours = self.tags().items() <= tag_dict(cluster.get("tags")).items()
             if ours and cluster.get("status") == "ACTIVE":
                 return dict(cluster)
@@ -138,7 +142,7 @@ class RegionCompute(RegionStep):
     def _our_log_groups(self, region: str) -> list[str]:
         logs = self.client("logs", region)
         found = []
-        for group in logs.describe_log_groups()["logGroups"]:
+        for group in pages(logs, "describe_log_groups", "logGroups"):
             tags = logs.list_tags_log_group(logGroupName=group["logGroupName"])["tags"]
             if self.tags().items() <= tags.items():
                 found.append(group["logGroupName"])
@@ -156,12 +160,19 @@ class RegionCompute(RegionStep):
             return found
         found["cluster"] = cluster["clusterName"]
         ecs = self.client("ecs", region)
-        arns = ecs.list_services(cluster=cluster["clusterArn"])["serviceArns"]
+        arns = pages(ecs, "list_services", "serviceArns", cluster=cluster["clusterArn"])
         if not arns:
             return found
         group = self.target_group(region)
         services = {}
-        for svc in ecs.describe_services(cluster=cluster["clusterArn"], services=arns)["services"]:
+        described = [
+            svc
+            for i in range(0, len(arns), 10)
+            for svc in ecs.describe_services(
+                cluster=cluster["clusterArn"], services=arns[i : i + 10]
+            )["services"]
+        ]
+        for svc in described:
             if svc.get("status") != "ACTIVE":
                 continue
             task_def = ecs.describe_task_definition(taskDefinition=svc["taskDefinition"])
@@ -294,7 +305,7 @@ class RegionCompute(RegionStep):
         ecs = self.client("ecs", region)
         cluster = self._cluster(region)
         if cluster is not None:
-            arns = ecs.list_services(cluster=cluster["clusterArn"])["serviceArns"]
+            arns = pages(ecs, "list_services", "serviceArns", cluster=cluster["clusterArn"])
             for arn in arns:
                 ecs.delete_service(cluster=cluster["clusterArn"], service=arn, force=True)
             self.ctx.wait(
@@ -303,7 +314,7 @@ class RegionCompute(RegionStep):
                 lambda active: not active,
                 kind="ecs_deploy",
             )
-            for arn in ecs.list_task_definitions()["taskDefinitionArns"]:
+            for arn in pages(ecs, "list_task_definitions", "taskDefinitionArns"):
                 tags = ecs.list_tags_for_resource(resourceArn=arn).get("tags")
                 if self.tags().items() <= tag_dict(tags).items():
                     ecs.deregister_task_definition(taskDefinition=arn)
@@ -331,7 +342,7 @@ class RegionCompute(RegionStep):
         if cluster is not None:
             left.append(cluster["clusterName"])
         ecs = self.client("ecs", region)
-        for arn in ecs.list_task_definitions()["taskDefinitionArns"]:
+        for arn in pages(ecs, "list_task_definitions", "taskDefinitionArns"):
             tags = ecs.list_tags_for_resource(resourceArn=arn).get("tags")
             if self.tags().items() <= tag_dict(tags).items():
                 left.append(arn)

@@ -22,6 +22,7 @@ from tasks.region_common import (
     PRICING_IAM_ACTIONS,
     RegionStep,
     missing,
+    pages,
     tag_dict,
     tag_list,
 )
@@ -131,7 +132,7 @@ class RegionDatabase(RegionStep):
         """Our replica: tagged by this step, streaming from the primary (contract with
         failover: found by tags, ReadReplicaSourceDBInstanceIdentifier the primary's ARN)."""
         rds = self.client("rds", region)
-        for db in rds.describe_db_instances()["DBInstances"]:
+        for db in pages(rds, "describe_db_instances", "DBInstances"):
             tags = tag_dict(db.get("TagList"))
             if self.tags().items() <= tags.items():
                 return dict(db)
@@ -319,7 +320,7 @@ class RegionDatabase(RegionStep):
             )
         if self._subnet_group(region) is not None:
             rds.delete_db_subnet_group(DBSubnetGroupName=self.name("db"))
-        for group in rds.describe_db_parameter_groups()["DBParameterGroups"]:
+        for group in pages(rds, "describe_db_parameter_groups", "DBParameterGroups"):
             if not group["DBParameterGroupName"].startswith("default.") and self._ours(
                 rds, group["DBParameterGroupArn"]
             ):
@@ -338,7 +339,7 @@ class RegionDatabase(RegionStep):
             left.append(self.name("db"))
         left += [
             g["DBParameterGroupName"]
-            for g in rds.describe_db_parameter_groups()["DBParameterGroups"]
+            for g in pages(rds, "describe_db_parameter_groups", "DBParameterGroups")
             if not g["DBParameterGroupName"].startswith("default.")
             and self._ours(rds, g["DBParameterGroupArn"])
         ]

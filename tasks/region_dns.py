@@ -18,7 +18,7 @@ from typing import Any
 from phasegate.errors import AwsCallError, ConfigError
 from phasegate.home import display_path
 from phasegate.steps import Record, StepRefused, VerificationFailed
-from tasks.region_common import ALB_STEP, PRICING_IAM_ACTIONS, RegionStep, tag_list
+from tasks.region_common import ALB_STEP, PRICING_IAM_ACTIONS, RegionStep, pages, tag_list
 
 ROLES = ("PRIMARY", "SECONDARY")
 COMPUTE_STEP = "regions.expand.compute"
@@ -98,7 +98,9 @@ class RegionDns(RegionStep):
     # -- reading -------------------------------------------------------------------------
 
     def _balancers(self, region: str) -> list[dict[str, Any]]:
-        return list(self.clients.client("elbv2", region).describe_load_balancers()["LoadBalancers"])
+        return pages(
+            self.clients.client("elbv2", region), "describe_load_balancers", "LoadBalancers"
+        )
 
     def _alb_named(self, name: str, region: str) -> dict[str, Any]:
         for lb in self._balancers(region):
@@ -125,7 +127,7 @@ class RegionDns(RegionStep):
     def _checks(self) -> dict[str, dict[str, Any]]:
         """Our health checks by role, found by their CallerReference prefix."""
         found: dict[str, dict[str, Any]] = {}
-        for check in self.route53.list_health_checks()["HealthChecks"]:
+        for check in pages(self.route53, "list_health_checks", "HealthChecks"):
             for role in ROLES:
                 if check["CallerReference"].startswith(self._reference(role)):
                     found[role] = check
