@@ -78,6 +78,10 @@ class RegionCompute(RegionStep):
         "iam:PassRole",
     )
 
+    def target(self) -> dict[str, Any]:
+        """The target too: a new compute target is a new copy, not a drift of the old one."""
+        return {**super().target(), "compute": self.ctx.config.targets.compute}
+
     @property
     def on_ec2(self) -> bool:
         return self.ctx.config.targets.compute == "ec2-asg-graviton"
