@@ -24,7 +24,9 @@ A step gets its context at construction, so every verb sees the same clients and
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
@@ -182,6 +184,28 @@ class Record(BaseModel):
         return (self.finished_at - self.started_at).total_seconds()
 
 
+_one_reading: ContextVar[dict[str, Inventory] | None] = ContextVar(
+    "phasegate_one_reading", default=None
+)
+
+
+@contextmanager
+def one_reading() -> Iterator[None]:
+    """Within it, every step of a read-only pass sees one discovery of its environment.
+
+    A plan of a whole phase (the run's plan, its confirmation, `phasegate plan`) observes each
+    step in turn and applies nothing, so the steps that each read the whole environment
+    (nat.assess, nat.remove) would discover the same account twice in one pass (18 reads
+    each on the demo topology). Outside such a pass, and so for every step's execution and
+    verification, `StepContext.inventory` reads AWS afresh.
+    """
+    token = _one_reading.set({})
+    try:
+        yield
+    finally:
+        _one_reading.reset(token)
+
+
 @dataclass
 class StepContext:
     """Everything a step needs, made once per environment and shared across threads."""
@@ -201,8 +225,14 @@ class StepContext:
         )
 
     def inventory(self) -> Inventory:
-        """A fresh read of the environment (never cached: observe must see the present)."""
-        return discover(self.config, self.clients)
+        """A fresh read of the environment (observe must see the present), shared only by
+        the steps of one read-only pass (`one_reading`)."""
+        shared = _one_reading.get()
+        if shared is None:
+            return discover(self.config, self.clients)
+        if self.config.name not in shared:
+            shared[self.config.name] = discover(self.config, self.clients)
+        return shared[self.config.name]
 
     def monthly_cost(self, inventory: Inventory) -> float:
         """What `inventory` costs a month, so a plan can state its delta."""

@@ -26,7 +26,7 @@ from phasegate.errors import WaitTimeout
 from phasegate.ledger import Ledger, rollback_change
 from phasegate.lifecycle import StepFailed, checkpoint, execute, plan, plan_difference, undo
 from phasegate.retry import is_transient
-from phasegate.steps import Change, PlanChanged, Record, Step, StepContext
+from phasegate.steps import Change, PlanChanged, Record, Step, StepContext, one_reading
 from tasks.approvals import slug
 from tasks.registry import STEPS, ordered
 
@@ -163,8 +163,10 @@ def configured(task_: Task[..., Any], config: EnvironmentConfig) -> Task[..., An
 
 
 def planned_changes(env: str, phase: int) -> list[tuple[str, Change | None]]:
-    """(step id, what it would change now or None), in dependency order; read-only."""
-    return [(step_id, plan(step_for(env, step_id))) for step_id in ordered(phase)]
+    """(step id, what it would change now or None), in dependency order; read-only, one
+    discovery of the environment shared by the steps (`one_reading`)."""
+    with one_reading():
+        return [(step_id, plan(step_for(env, step_id))) for step_id in ordered(phase)]
 
 
 def _plan_of_this_run(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -205,10 +207,16 @@ def confirm_plan(env: str, phase: int, approved: list[tuple[str, Change | None]]
     config = context_for(env).config
     ledger = Ledger(config)
     differences = []
+    with one_reading():
+        replanned = {
+            step_id: plan(step_for(env, step_id))
+            for step_id, change in approved
+            if change is not None and change.actions
+        }
     for step_id, change in approved:
         if change is None or not change.actions:
             continue
-        now = plan(step_for(env, step_id))
+        now = replanned[step_id]
         if now is not None and now.digest() == change.digest():
             continue
         done = ledger.checkpoint(phase, step_id)
