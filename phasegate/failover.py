@@ -6,8 +6,11 @@ restored primary, and a new failover), so it is its own command, shown first and
 explicitly (flows/failover.py asks; prod never auto-approves). Its ledger chain is
 `regions.failover` in phase 3: an intent before the promotion, applied once the database is
 available and standalone, so `phasegate history` shows who promoted what and when. The
-database itself carries the tag `phasegate:promoted-by: regions.failover` from then on, so a
-teardown of the second region (a rollback of regions.expand) can tell it is no replica any more.
+database is handed over as well: it carries `phasegate:promoted-by: regions.failover` and no
+longer regions.expand's ownership tag (`phasegate:created-by`), so a rollback of regions.expand
+(which deletes what carries that tag, replicas without a final snapshot) can never delete what
+is now the live database. The environment's tags and `PhasegateRole: secondary` stay, so cost
+and gates still see it.
 
 Route 53 is left as regions.expand made it: the failover records answer with the second
 region's ALB while the primary's health check fails, and the plan says so, because promotion
@@ -23,7 +26,7 @@ from phasegate.config import EnvironmentConfig
 from phasegate.errors import AwsCallError, ConfigError, PhasegateError
 from phasegate.ledger import Ledger
 from phasegate.secondary_region import secondary_tags
-from phasegate.steps import Change, Record, Reversibility, StepContext, utcnow
+from phasegate.steps import CREATED_BY_TAG, Change, Record, Reversibility, StepContext, utcnow
 
 FAILOVER_STEP = "regions.failover"
 FAILOVER_PHASE = 3
@@ -34,6 +37,7 @@ IAM_ACTIONS = (
     "rds:DescribeDBInstances",
     "rds:PromoteReadReplica",
     "rds:AddTagsToResource",
+    "rds:RemoveTagsFromResource",
     "route53:GetHostedZone",
     "route53:ListHostedZonesByName",
     "route53:ListResourceRecordSets",
@@ -249,6 +253,8 @@ def promote(config: EnvironmentConfig, plan: FailoverPlan, approver: str, commen
         rds.add_tags_to_resource(
             ResourceName=plan.replica_arn, Tags=[{"Key": PROMOTED_TAG, "Value": FAILOVER_STEP}]
         )
+        # Handed over: no rollback of regions.expand may delete what is now the live database.
+        rds.remove_tags_from_resource(ResourceName=plan.replica_arn, TagKeys=[CREATED_BY_TAG])
 
         def probe() -> dict[str, Any]:
             try:

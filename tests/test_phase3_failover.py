@@ -8,6 +8,7 @@ The second region is made directly with boto3 (a tagged cross-region replica and
 records with health checks), as regions.expand leaves it; the last test makes it with the
 regions.expand sub-steps themselves. Gates read the second region once it holds something."""
 
+import contextlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from phasegate.aws import AwsClients
 from phasegate.cli import app
 from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
 from phasegate.config_phase3 import Regions
+from phasegate.errors import PhasegateError
 from phasegate.failover import (
     FAILOVER_PHASE,
     FAILOVER_STEP,
@@ -125,7 +127,11 @@ def test_failover_promotes_the_replica_records_it_and_is_done_once(
     assert "Route 53 PRIMARY record api.example.com. -> demo-alb.us-east-1" in out
     assert "Route 53 SECONDARY record api.example.com. -> demo-alb.us-west-2" in out
     assert "demo: demo-db-west in us-west-2 promoted to a standalone database" in out
-    assert mutating_calls(sandbox) == ["rds:PromoteReadReplica", "rds:AddTagsToResource"]
+    assert mutating_calls(sandbox) == [
+        "rds:PromoteReadReplica",
+        "rds:AddTagsToResource",
+        "rds:RemoveTagsFromResource",
+    ]
 
     promoted = replica(sandbox)
     assert promoted["DBInstanceStatus"] == "available"
@@ -272,6 +278,12 @@ def test_after_regions_expand_cost_matches_the_plan_gates_see_it_and_failover_pr
     ]
     assert "ReadReplicaSourceDBInstanceIdentifier" not in made
     assert made["DBInstanceStatus"] == "available"
+    # Handed over: a rollback of regions.expand.database no longer finds it to delete.
+    undo = STEPS["regions.expand.database"](StepContext.for_environment(config))
+    with contextlib.suppress(PhasegateError):  # its groups may refuse: the database uses them
+        undo.rollback(Ledger(config).chain(3, undo.id)[-1])
+    rds = west_clients(sandbox).rds
+    assert rds.describe_db_instances(DBInstanceIdentifier=made["DBInstanceIdentifier"])
 
 
 @pytest.mark.usefixtures("prefect_client_env")
