@@ -53,6 +53,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from phasegate.sandbox import gaps
 from phasegate.sandbox.latency import Latency, SpecError, account_and_region, check_factor
 from phasegate.sandbox.phase2_gaps import Phase2Gaps
+from phasegate.sandbox.rds_resource_ids import RdsResourceIds
 from phasegate.sandbox.region_gaps import RegionGaps
 from phasegate.sandbox.target_reachability import TargetReachability
 
@@ -227,7 +228,7 @@ class SandboxApp:
 
     def __init__(self, latency: float = 0.0) -> None:
         self.moto = TargetReachability(
-            Phase2Gaps(RegionGaps(DomainDispatcherApplication(create_backend_app)))
+            Phase2Gaps(RegionGaps(RdsResourceIds(DomainDispatcherApplication(create_backend_app))))
         )
         self.calls: list[dict[str, str]] = []
         self.faults: list[ApiFault] = []

@@ -9,11 +9,17 @@ from collections.abc import Callable
 from typing import Any
 
 from phasegate.sandbox import (
+    asg_instance_groups,
+    autoscaling_policies,
+    budgets_tags,
     ecs_rebalancing,
     elasticache_members,
+    elbv2_forwarding,
     elbv2_scheme,
     failover_gaps,
+    launch_template_tags,
     phase3_gaps,
+    rds_parameter_source,
 )
 
 Fill = Callable[[str, str, dict[str, list[str]], dict[str, Any]], tuple[str, str, bytes] | None]
@@ -22,6 +28,12 @@ GAP_FILLERS: list[Fill] = [
     elasticache_members.fill,
     ecs_rebalancing.fill,
     elbv2_scheme.fill,
+    elbv2_forwarding.fill,
+    autoscaling_policies.fill,
+    budgets_tags.fill,
+    launch_template_tags.fill,
+    rds_parameter_source.fill,
+    asg_instance_groups.fill,
     phase3_gaps.fill,
     failover_gaps.fill,
 ]
