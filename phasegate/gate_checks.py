@@ -18,7 +18,7 @@ from phasegate.aws import AwsClients
 from phasegate.config import EnvironmentConfig
 from phasegate.errors import PhasegateError
 from phasegate.gate_results import CheckResult
-from phasegate.inventory import Inventory, LoadBalancer, TargetGroup
+from phasegate.inventory import Database, Inventory, LoadBalancer, TargetGroup
 
 PERIOD_SECONDS = 60
 # AWS accepts at most 500 queries in one GetMetricData call; an environment needs about ten.
@@ -115,6 +115,22 @@ class GateChecks:
         self.clients = clients
         self._alarm_tag_cache: dict[str, dict[str, str]] = {}
 
+    # -- what a number means here (phasegate.gate_regions judges a standby otherwise) -------
+
+    no_requests = "no requests in the window, so there is no 5xx ratio to judge"
+
+    def ratio_threshold(self) -> str:
+        return f"<= {self.gates.max_5xx_ratio:g}"
+
+    def errors_allowed(self, requests: float) -> float:
+        """How many of `requests` may answer 5xx: `max_5xx_ratio` of them."""
+        return self.gates.max_5xx_ratio * requests
+
+    def hosts_judged(self, hosts: Series) -> tuple[float, str]:
+        """The HealthyHostCount judged, and which one: the window's lowest, since a dip in
+        healthy hosts is an outage for the requests it served."""
+        return min(v for _, v in hosts), "lowest"
+
     def measure(
         self, inventory: Inventory, serving: dict[str, list[TargetGroup]], at: datetime
     ) -> list[CheckResult]:
@@ -126,7 +142,7 @@ class GateChecks:
             checks += self._load_balancer_checks(lb, serving[lb.arn], data)
         checks += self._compute_checks(inventory)
         for db in inventory.databases:
-            checks += self._database_checks(db.identifier, data)
+            checks += self._database_checks(db.identifier, data, self.judges_connections(db))
             if db.replica_source:
                 checks.append(self._replica_lag_check(db.identifier, data))
         for cache in inventory.caches:
@@ -165,7 +181,8 @@ class GateChecks:
                     )
                 )
         for db in inventory.databases:
-            metrics += _database_metrics(db.identifier)
+            cpu, connections = _database_metrics(db.identifier)
+            metrics += [cpu, connections] if self.judges_connections(db) else [cpu]
             if db.replica_source:
                 metrics.append(_replica_lag_metric(db.identifier))
         for cache in inventory.caches:
@@ -249,7 +266,7 @@ class GateChecks:
         requests = data.get(requests_metric)
         checks = []
 
-        ratio_threshold = f"<= {g.max_5xx_ratio:g}"
+        ratio_threshold = self.ratio_threshold()
         total = sum(v for _, v in requests)
         if not requests:
             checks.append(
@@ -266,7 +283,7 @@ class GateChecks:
                     "alb-5xx-ratio",
                     lb.name,
                     ratio_threshold,
-                    "no requests in the window, so there is no 5xx ratio to judge",
+                    self.no_requests,
                 )
             )
         elif errors_metric in data.errors:
@@ -284,7 +301,7 @@ class GateChecks:
                 CheckResult(
                     name="alb-5xx-ratio",
                     resource=lb.name,
-                    status="pass" if ratio <= g.max_5xx_ratio else "fail",
+                    status="pass" if errors <= self.errors_allowed(total) else "fail",
                     value=round(ratio, 6),
                     threshold=ratio_threshold,
                     detail=f"{errors:.0f} of {total:.0f} requests answered 5xx by the targets",
@@ -333,7 +350,7 @@ class GateChecks:
                     )
                 )
                 continue
-            lowest = min(v for _, v in hosts)
+            lowest, which = self.hosts_judged(hosts)
             checks.append(
                 CheckResult(
                     name="healthy-hosts",
@@ -341,7 +358,7 @@ class GateChecks:
                     status="pass" if lowest >= g.min_healthy_hosts else "fail",
                     value=lowest,
                     threshold=threshold,
-                    detail=f"lowest HealthyHostCount behind {lb.name} in {len(hosts)} min",
+                    detail=f"{which} HealthyHostCount behind {lb.name} in {len(hosts)} min",
                 )
             )
         return checks
@@ -349,13 +366,11 @@ class GateChecks:
     def _elb_5xx_check(self, lb: LoadBalancer, requests: Series, data: MetricData) -> CheckResult:
         """The ALB's own 5xx (HTTPCode_ELB_5XX_Count): 503 when no target is healthy, 502
         when targets refuse connections. Target metrics never see these requests."""
-        threshold = f"<= {self.gates.max_5xx_ratio:g}"
+        threshold = self.ratio_threshold()
         metric = _alb("HTTPCode_ELB_5XX_Count", load_balancer_dimension(lb.arn), "Sum")
         total = sum(v for _, v in requests)
         if not requests or total <= 0:
-            return _inconclusive(
-                "alb-elb-5xx-ratio", lb.name, threshold, "no requests in the window to judge"
-            )
+            return _inconclusive("alb-elb-5xx-ratio", lb.name, threshold, self.no_requests)
         if metric in data.errors:
             return _inconclusive("alb-elb-5xx-ratio", lb.name, threshold, data.errors[metric])
         errors = sum(v for _, v in data.get(metric))  # published only for minutes with a 5xx
@@ -363,7 +378,7 @@ class GateChecks:
         return CheckResult(
             name="alb-elb-5xx-ratio",
             resource=lb.name,
-            status="pass" if ratio <= self.gates.max_5xx_ratio else "fail",
+            status="pass" if errors <= self.errors_allowed(total) else "fail",
             value=round(ratio, 6),
             threshold=threshold,
             detail=f"{errors:.0f} of {total:.0f} requests answered 5xx by the load balancer",
@@ -478,7 +493,14 @@ class GateChecks:
             threshold="== available",
         )
 
-    def _database_checks(self, identifier: str, data: MetricData) -> list[CheckResult]:
+    def judges_connections(self, db: Database) -> bool:
+        """Whether `db`'s DatabaseConnections is judged: 0 while the app runs means it lost
+        the database. A second region's gate says otherwise for its idle replica."""
+        return True
+
+    def _database_checks(
+        self, identifier: str, data: MetricData, connections_judged: bool
+    ) -> list[CheckResult]:
         checks = [
             self._available_check(
                 "rds-status",
@@ -490,6 +512,8 @@ class GateChecks:
         ]
         cpu, connections = _database_metrics(identifier)
         checks.append(self._cpu_check("rds-cpu", identifier, cpu, data))
+        if not connections_judged:
+            return checks
         checks.append(
             self._bound_check(
                 "rds-connections", identifier, connections, data, ">=",

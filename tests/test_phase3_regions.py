@@ -12,6 +12,7 @@ it was before phase 3 (rollback is part of each).
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import requests
 from conftest import write_environment
 from typer.testing import CliRunner
 
+from flows.migration import migration
 from flows.phase3 import phase3
 from flows.rollback import rollback_phase
 from phasegate.aws import AwsClients
@@ -27,9 +29,11 @@ from phasegate.checkpoints import checkpoint_storage
 from phasegate.cli import app
 from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
 from phasegate.errors import PhaseFailed
+from phasegate.gates import HealthGate
 from phasegate.lifecycle import execute, plan
 from phasegate.sandbox.app import is_mutating
 from phasegate.sandbox.seed import hosted_zone_name, seed_environment, seed_hosted_zone
+from phasegate.sandbox.simulator import WorkloadSimulator
 from phasegate.steps import Record, StepContext
 from tasks.compute import GravitonCompute
 from tasks.compute_ec2 import AMI_PARAMETER
@@ -50,6 +54,11 @@ class World:
     zone: str
     before: dict[str, Any]
     directory: Path
+
+    @property
+    def faults(self) -> Path:
+        """A faults file of the module's own (none in it): the sandbox's is not the tests'."""
+        return self.directory / "faults.json"
 
     def config(self, name: str, **overrides: Any) -> EnvironmentConfig:
         """An environment file of its own (its own checkpoints) for the seeded `demo`."""
@@ -316,6 +325,49 @@ def test_a_fault_mid_expand_fails_the_run_and_the_rerun_resumes_with_nothing_mad
     assert len(after["replication_groups"]) == 1 and len(after["db_instances"]) == 1
     assert len(after["load_balancers"]) == 1 and len(after["ecs_services"]) == 1
     assert len(after["vpcs"]) == len(world.before[SECONDARY]["vpcs"]) + 1
+
+    roll_back(config)
+    assert inventory(world.clients) == world.before
+
+
+def test_the_gate_after_phase_3_reads_the_standby_as_aws_would_and_fails_a_broken_one(
+    world: World,
+) -> None:
+    """Through the migration flow and its gate, with the simulator publishing both regions:
+    the standby gets Route 53's health checks only, so the gate passes on it (it failed when
+    the simulator backfilled it an hour of the primary's traffic before it had a task). Then
+    its service scaled to 0 answers those checks 503 and the gate fails naming its ALB."""
+    config = world.config("gated", gates={"interval_seconds": 2, "count": 3})
+    simulator = WorkloadSimulator(lambda: [config], tick_seconds=0.3, faults_file=world.faults)
+    simulator.start()
+    try:
+        with checkpoint_storage(config):
+            [outcome] = migration(str(config.source), phases=[3]).phases
+    finally:
+        simulator.stop()
+    assert (outcome.status, outcome.gate) == ("completed", "pass"), outcome.gate_reason
+    gate = HealthGate(config).evaluate(sleep=lambda _: None)
+    west = {c.name: c for c in gate.rounds[-1].checks if c.resource.endswith(f"({SECONDARY})")}
+    assert {"alb-5xx-ratio", "alb-elb-5xx-ratio", "healthy-hosts", "rds-replica-lag"} <= set(west)
+    assert "rds-connections" not in west  # an idle standby's replica has no client
+    assert west["alb-elb-5xx-ratio"].detail.startswith("0 of ")
+
+    ecs = world.clients.client("ecs", SECONDARY)
+    [cluster] = ecs.list_clusters()["clusterArns"]
+    [service] = ecs.list_services(cluster=cluster)["serviceArns"]
+    ecs.update_service(cluster=cluster, service=service, desiredCount=0)
+    later = datetime.now(UTC) + timedelta(minutes=10)  # past every minute published above
+    broken = WorkloadSimulator(lambda: [config], backfill_minutes=1, faults_file=world.faults)
+    for minute in range(config.gates.lookback_minutes, -1, -1):
+        broken.tick(later - timedelta(minutes=minute))
+    failed = HealthGate(config).evaluate(now=later, sleep=lambda _: None)
+
+    assert failed.verdict == "fail"
+    assert f"alb-elb-5xx-ratio on demo-alb ({SECONDARY})" in failed.reason, failed.reason
+    assert {(c.name, c.resource) for c in failed.rounds[-1].checks if c.status == "fail"} == {
+        ("alb-elb-5xx-ratio", f"demo-alb ({SECONDARY})"),
+        ("healthy-hosts", f"demo-app ({SECONDARY})"),
+    }  # the primary and the rest of the standby are fine
 
     roll_back(config)
     assert inventory(world.clients) == world.before

@@ -17,6 +17,16 @@ per-minute totals as on AWS. An environment seen for the first time gets its las
 backfilled, so a gate has history to read at once. Values are healthy with a mild jitter that
 is a pure function of (environment, metric, minute): a re-run publishes the same numbers.
 
+A second region (`regions.secondary`) is published as an environment of its own, `ENV@REGION`,
+as a standby behaves on AWS (phasegate.sandbox.standby_traffic): its ALB serves only Route 53's
+health checks (a few requests a minute, 2xx while its targets are healthy, none before
+regions.expand.dns has made a check), its target groups publish nothing before compute is
+registered with them, and it is never backfilled: what regions.expand makes starts now, so its
+series start at the minute they first appear. Since the steps make its parts within seconds of
+each other and a gate follows at once, a standby is discovered on every tick, and a series that
+appears within a minute already published gets that minute at once (one discovery and one
+ListHealthChecks per standby per tick).
+
 Faults (`faults.json` under the sandbox directory, read on every tick) stand in for a
 misbehaving service. Each entry maps an environment name to a kind, either as a bare string
 (the original format) or as {"kind": KIND, "after": STEP}; `after` (a step id, or null) keeps
@@ -75,6 +85,13 @@ from phasegate.home import generated_environments_dir
 from phasegate.inventory import Inventory, LoadBalancer, discover
 from phasegate.retry import RetryPolicy
 from phasegate.sandbox.server import faults_path, write_text_atomic
+from phasegate.sandbox.standby_traffic import (
+    SeriesKey,
+    health_check_requests,
+    is_standby,
+    new_series,
+    series_key,
+)
 from phasegate.secondary_region import secondary_config
 
 if TYPE_CHECKING:
@@ -301,6 +318,7 @@ class WorkloadSimulator:
         # a gate may still read (see `_catch_up`)
         self._shown: dict[str, dict[datetime, set[str]]] = {}
         self._in_force: dict[str, str | None] = {}  # environment -> fault of the last tick
+        self._series: dict[str, set[SeriesKey]] = {}  # standby -> series of its latest minute
         self._clients: dict[str, AwsClients] = {}
         self._ledgers: dict[tuple[str, str | None], Ledger] = {}
         self._stop = threading.Event()
@@ -384,7 +402,8 @@ class WorkloadSimulator:
         self, config: EnvironmentConfig, minute: datetime, fault: str | None
     ) -> int:
         name = config.name
-        minutes = list(self._due_minutes(name, minute))
+        standby = is_standby(config)
+        minutes = list(self._due_minutes(name, minute, backfill=not standby))
         window_start = minute - timedelta(minutes=config.gates.lookback_minutes - 1)
         shown = self._shown.setdefault(name, {})
         for old in [m for m in shown if m < window_start]:
@@ -394,10 +413,11 @@ class WorkloadSimulator:
                 self._published[name] = minute  # those minutes stay silent, even once cleared
             return 0
         behind = _catch_up(shown, fault, new_minute=bool(minutes))
-        if not minutes and not behind:
+        if not minutes and not behind and not standby:
             return 0
         clients = self._clients_for(config)
         inventory = discover(config, clients)
+        traffic = health_check_requests(clients, inventory) if standby else None
         data: dict[str, list[Datum]] = {}
         if fault is not None and behind:
             data["AWS/ApplicationELB"] = [
@@ -407,8 +427,11 @@ class WorkloadSimulator:
                 for d in _fault_burst(inventory, lb, m, fault)
             ]
         for m in minutes:
-            for namespace, datums in self.datapoints(inventory, m, fault).items():
+            for namespace, datums in self.datapoints(inventory, m, fault, traffic).items():
                 data.setdefault(namespace, []).extend(datums)
+        if standby and not minutes:  # what regions.expand made since this minute was published
+            now_data = self.datapoints(inventory, minute, fault, traffic)
+            data = new_series(now_data, self._series.get(name, set()))
         if not data and name not in self._published:
             return 0  # nothing there yet (a second region before regions.expand): backfill later
         for namespace, datums in data.items():
@@ -419,8 +442,14 @@ class WorkloadSimulator:
         sent = sum(len(d) for d in data.values())
         if name not in self._published:
             log.info(
-                "environment backfilled", environment=name, minutes=len(minutes), datapoints=sent
+                "environment first published",
+                environment=name,
+                minutes=len(minutes),
+                datapoints=sent,
             )
+        if standby:
+            latest = {series_key(ns, d) for ns, ds in data.items() for d in ds}
+            self._series[name] = latest | (set() if minutes else self._series.get(name, set()))
         if fault is not None and behind:
             log.info(
                 "fault published into the gate window",
@@ -437,9 +466,12 @@ class WorkloadSimulator:
             self._published[name] = minute
         return sent
 
-    def _due_minutes(self, environment: str, minute: datetime) -> Iterator[datetime]:
-        """Minutes after the last one published, at most the backfill window, up to `minute`."""
-        earliest = minute - timedelta(minutes=self.backfill_minutes - 1)
+    def _due_minutes(
+        self, environment: str, minute: datetime, *, backfill: bool = True
+    ) -> Iterator[datetime]:
+        """Minutes after the last one published, at most the backfill window (without
+        `backfill`, from `minute` on), up to `minute`."""
+        earliest = minute - timedelta(minutes=self.backfill_minutes - 1 if backfill else 0)
         last = self._published.get(environment)
         current = earliest if last is None else max(earliest, last + timedelta(minutes=1))
         while current <= minute:
@@ -455,13 +487,25 @@ class WorkloadSimulator:
     # -- what a minute looks like -----------------------------------------------------------
 
     def datapoints(
-        self, inventory: Inventory, minute: datetime, fault: str | None = None
+        self,
+        inventory: Inventory,
+        minute: datetime,
+        fault: str | None = None,
+        traffic: dict[str, int] | None = None,
     ) -> dict[str, list[Datum]]:
-        """The datums of one minute for one environment, by namespace (pure: no AWS calls)."""
+        """The datums of one minute for one environment, by namespace (pure: no AWS calls).
+
+        `traffic` is a standby's: per ALB ARN, the requests of Route 53's health checks
+        (phasegate.sandbox.standby_traffic); None is the primary's workload.
+        """
         env = inventory.environment
         data: dict[str, list[Datum]] = {
             "AWS/ApplicationELB": [
-                d for lb in inventory.load_balancers for d in _alb(inventory, lb, minute, fault)
+                d
+                for lb in inventory.load_balancers
+                for d in _alb(
+                    inventory, lb, minute, fault, None if traffic is None else traffic[lb.arn]
+                )
             ],
             "AWS/RDS": [],
             "AWS/ElastiCache": [],
@@ -629,8 +673,18 @@ def _hosts(inventory: Inventory, lb: LoadBalancer) -> dict[str, int]:
     }
 
 
+def _registered(inventory: Inventory, target_group: str) -> bool:
+    """Whether an ECS service or an Auto Scaling group of `inventory` serves `target_group`."""
+    compute = [*inventory.services, *inventory.autoscaling_groups]
+    return any(target_group in c.target_groups for c in compute)
+
+
 def _alb(
-    inventory: Inventory, lb: LoadBalancer, minute: datetime, fault: str | None
+    inventory: Inventory,
+    lb: LoadBalancer,
+    minute: datetime,
+    fault: str | None,
+    health_checks: int | None = None,
 ) -> list[Datum]:
     """One ALB's minute: requests, 5xx and latency per ALB and per serving target group,
     healthy hosts per target group.
@@ -639,20 +693,29 @@ def _alb(
     instances of the Auto Scaling groups registered with it, so the count follows a compute
     migration. Requests are shared among the target groups that have hosts; with none, the
     ALB answers 503 itself (HTTPCode_ELB_5XX_Count) and no target metric is published.
+
+    A standby's ALB (`health_checks` given: Route 53's requests a minute) serves only those
+    checks, 2xx while its targets are healthy; with no check, no request metric at all. Its
+    target groups publish nothing before compute (an ECS service, an Auto Scaling group) is
+    registered with them: nothing before its targets exist; 0 once they are gone.
     """
     env = inventory.environment
     lb_dim = _elb_dimension(lb.arn)
-    requests = _requests(env, lb, minute)
+    requests = _requests(env, lb, minute) if health_checks is None else health_checks
     if fault == "5xx":
         errors = _fault_errors(env, lb, minute, requests)
-    else:
+    elif health_checks is None:
         errors = _healthy_errors(env, lb, minute)
+    else:
+        errors = 0
     latency = FAULT_LATENCY_SECONDS if fault == "latency" else _healthy_latency(env, lb, minute)
 
     hosts = _hosts(inventory, lb)
     serving = [] if fault == "elb503" else [tg for tg in lb.target_groups if hosts[tg.arn] > 0]
 
-    if not serving:
+    if not requests:
+        data = []
+    elif not serving:
         data = [
             _datum("RequestCount", requests, "Count", minute, LoadBalancer=lb_dim),
             _datum("HTTPCode_ELB_5XX_Count", requests, "Count", minute, LoadBalancer=lb_dim),
@@ -672,6 +735,8 @@ def _alb(
                 LoadBalancer=lb_dim,
             )
     for tg in lb.target_groups:
+        if health_checks is not None and not _registered(inventory, tg.arn):
+            continue
         healthy = 0 if fault in ("unhealthy", "elb503") else hosts[tg.arn]
         dims = {"TargetGroup": _elb_dimension(tg.arn), "LoadBalancer": lb_dim}
         data += [
