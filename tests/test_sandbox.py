@@ -72,6 +72,8 @@ def test_up_seed_down(home: Path) -> None:
         assert config.tier == "dev" and config.aws.region == "us-east-1"
         assert config.aws.endpoint_url == f"http://127.0.0.1:{port}"
         assert config.discovery.tags == {"Environment": name}
+        # config/environments/demo.yaml opts in to phase 3's second region; demo-2 has no file
+        assert config.regions.secondary == ("us-west-2" if name == "demo" else None)
         inventory = discover(config)
         assert len(inventory.nat_gateways) == 2
         assert inventory.vpcs[0].cidr == f"10.{index}.0.0/16"

@@ -39,9 +39,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from phasegate.aws import AwsClients
-from phasegate.config import AwsSettings, EnvironmentConfig, Targets
+from phasegate.config import AwsSettings, EnvironmentConfig, Targets, parse_environment
 from phasegate.errors import ConfigError, PhasegateError
-from phasegate.home import generated_environments_dir, phasegate_home
+from phasegate.home import config_dir, generated_environments_dir, phasegate_home
 from phasegate.sandbox import terraform_seed
 from phasegate.sandbox.seed import seed_environment, seed_hosted_zone
 from phasegate.sandbox.strays import seed_strays
@@ -153,6 +153,7 @@ def write_environment_file(name: str, endpoint: str, extra: dict | None = None) 
         # The simulator publishes every few seconds, so a gate need not wait minutes per round.
         "gates": {"interval_seconds": 5, "count": 3},
         "usage": SANDBOX_USAGE,
+        **_opted_in(name),
         **(extra or {}),
     }
     EnvironmentConfig.model_validate(data)  # a file we write must be one we can load
@@ -160,6 +161,20 @@ def write_environment_file(name: str, endpoint: str, extra: dict | None = None) 
     header = "# Written by `phasegate sandbox up|seed`; removed by `phasegate sandbox down`.\n"
     write_text_atomic(path, header + yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def _opted_in(name: str) -> dict[str, object]:
+    """The opt-in sections (`regions`) of config/environments/NAME.yaml, if it sets them: the
+    committed file says whether the sandbox's copy builds phase 3's second region (the zone it
+    names is the one `sandbox up` seeds). A broken file is a ConfigError naming it and the
+    field, before anything is written."""
+    path = config_dir() / "environments" / f"{name}.yaml"
+    if not path.is_file():
+        return {}
+    regions = parse_environment(path).regions
+    if regions.secondary is None:
+        return {}
+    return {"regions": regions.model_dump(mode="json", exclude_defaults=True)}
 
 
 def seed_sandbox(
