@@ -1,8 +1,8 @@
 """A fleet of 1, 10 and 50 environments at max_concurrency 10 on one sandbox.
 
 One in-process sandbox holds 61 seeded dev environments (a simulator publishes the gate
-metrics of the fleet running); a local Prefect server (`phasegate server up`) and one worker
-(`--limit 10`: phasegate's thread worker, or with `--worker process` Prefect's process
+metrics of the environments in flight); a local Prefect server (`phasegate server up`) and one
+worker (`--limit 10`: phasegate's thread worker, or with `--worker process` Prefect's process
 worker) run the environments' deployment runs. The fleet flow runs phase 1 over 1, 10
 and 50 of them in turn, each time on environments not migrated before. Printed from this one
 run: each fleet's wall time, wall(10)/wall(1) and wall(50)/wall(1) (target: at most 5), and
@@ -20,13 +20,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import requests
 import yaml
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from sandbox_env import free_port
 
-from flows.fleet import fleet
+from flows.fleet import FleetFailed, fleet
 from phasegate.aws import AwsClients
 from phasegate.config import AwsSettings, parse_environment
 from phasegate.fleet import FleetSettings
@@ -34,6 +37,7 @@ from phasegate.local_server import start_server, stop_server
 from phasegate.sandbox.app import SandboxServer
 from phasegate.sandbox.seed import seed_environment
 from phasegate.sandbox.simulator import WorkloadSimulator
+from phasegate.status import environment_tag
 
 REPO = Path(__file__).resolve().parent.parent
 RATIO_TARGET, RSS_TARGET_GB = 5.0, 1.5
@@ -114,6 +118,27 @@ class PeakRss:
         self._thread.join()
 
 
+def in_flight(configs: list, api_url: str) -> Callable[[], list]:
+    """The configs whose deployment runs are Pending or Running now, read from the API at
+    most every 5 s (plain HTTP: the simulator's thread has no Prefect settings context)."""
+    by_tag = {environment_tag(c.name): c for c in configs}
+    seen: dict[str, Any] = {"at": 0.0, "configs": []}
+
+    def current() -> list:
+        if time.monotonic() - seen["at"] > 5:
+            body = {"flow_runs": {"state": {"type": {"any_": ["PENDING", "RUNNING"]}}}}
+            try:
+                runs = requests.post(f"{api_url}/flow_runs/filter", json=body, timeout=10).json()
+            except requests.RequestException:
+                return seen["configs"]  # the server is busy or stopping: the last answer
+            tags = {tag for run in runs for tag in run.get("tags", [])}
+            seen["configs"] = [c for tag, c in by_tag.items() if tag in tags]
+            seen["at"] = time.monotonic()
+        return seen["configs"]
+
+    return current
+
+
 def write_environments(folder: Path, url: str, count: int) -> list:
     clients = AwsClients(AwsSettings(endpoint_url=url))
     configs = []
@@ -151,11 +176,13 @@ def main() -> int:
     sandbox = SandboxServer(free_port()).start()
     (home / "seeded").mkdir()
     configs = write_environments(home / "seeded", sandbox.url, sum(sizes))
-    # The simulator stands in for the workloads' own traffic: it publishes the gate metrics of
-    # the fleet running now only, so its load on the shared cores is that fleet's.
-    current: list = []
-    simulator = WorkloadSimulator(lambda: current, tick_seconds=1.0).start()
     prefect = start_server()
+    # The simulator stands in for the workloads' own traffic. Each tick discovers each of its
+    # environments (18 reads) before it publishes: for all 50 environments of a fleet it made
+    # most of the single sandbox's load, fell behind, and a gate found no data (measured). So
+    # it publishes for the environments whose runs are in flight now (their gates read the
+    # metrics; it backfills an hour the first time it sees one).
+    simulator = WorkloadSimulator(in_flight(configs, prefect.api_url), tick_seconds=2.0).start()
     os.environ["PREFECT_API_URL"] = prefect.api_url
     pool = "bench-fleet"
     command = (
@@ -170,6 +197,7 @@ def main() -> int:
         start_new_session=True,
     )  # fmt: skip
     walls: dict[int, float] = {}
+    failures: dict[int, list[str]] = {}
     settings = FleetSettings(max_concurrency=10, work_pool=pool, poll_seconds=0.5)
     first = 0
     try:
@@ -180,12 +208,13 @@ def main() -> int:
                 for config in configs[first : first + size]:
                     assert config.source is not None
                     (folder / config.source.name).write_text(config.source.read_text())
-                current[:] = configs[first : first + size]
                 first += size
                 start = time.perf_counter()
-                summary = fleet([], [1], settings, [str(folder)])
+                try:
+                    fleet([], [1], settings, [str(folder)])
+                except FleetFailed as exc:  # reported below, with the figures
+                    failures[size] = [exc.summary.stopped, *exc.summary.failure_lines()]
                 walls[size] = time.perf_counter() - start
-                assert summary.succeeded, summary.failure_lines()
     finally:
         worker.send_signal(signal.SIGINT)
         try:
@@ -207,7 +236,10 @@ def main() -> int:
     print(f"  largest flow-run process: {memory.largest_run / 1024**2:,.0f} MB")
     ratio = walls[sizes[-1]] / one
     print(f"wall({sizes[-1]}) / wall({sizes[0]}): {ratio:.2f} (target <= {RATIO_TARGET})")
-    return 0 if ratio <= RATIO_TARGET and peak_gb < RSS_TARGET_GB else 1
+    for size, lines in failures.items():
+        print(f"the fleet of {size} FAILED, so its wall time is not a figure:", *lines, sep="\n  ")
+    met = ratio <= RATIO_TARGET and peak_gb < RSS_TARGET_GB
+    return 0 if met and not failures else 1
 
 
 if __name__ == "__main__":
