@@ -22,6 +22,7 @@ from phasegate.config import load_environment
 from phasegate.errors import PhasegateError
 from phasegate.home import generated_environments_dir
 from phasegate.inventory import discover
+from phasegate.ledger import Ledger
 from phasegate.sandbox import cli
 from phasegate.sandbox.server import (
     SandboxState,
@@ -31,6 +32,7 @@ from phasegate.sandbox.server import (
     state_path,
     stop_sandbox,
 )
+from phasegate.steps import Record
 
 
 def _pid_alive(pid: int) -> bool:
@@ -125,6 +127,31 @@ def test_up_seed_down(home: Path) -> None:
 
     again = stop_sandbox()
     assert again.state is None and not again.was_running
+
+
+def test_a_new_sandbox_starts_with_an_empty_ledger(home: Path) -> None:
+    """The first sandbox's checkpoints describe resources the second one does not have."""
+    start_sandbox(port=free_port(), environments=1, tick_seconds=0.5)
+    demo = load_environment("demo")
+    Ledger(demo).append(
+        Record(
+            environment="demo",
+            phase=1,
+            step="nat.remove",
+            outcome="applied",
+            key="k",
+            started_at=datetime.now(UTC),
+            finished_at=datetime.now(UTC),
+        )
+    )
+    assert Ledger(demo).head(1, "nat.remove") is not None
+    stop_sandbox()
+
+    start_sandbox(port=free_port(), environments=1, tick_seconds=0.5)
+    assert Ledger(load_environment("demo")).head(1, "nat.remove") is None
+    (retired,) = (home / "results-retired").iterdir()
+    assert retired.name.startswith("demo-")
+    assert list(retired.glob("1/nat.remove/ledger/*.json"))
 
 
 def test_cli_up_status_down(home: Path) -> None:

@@ -177,6 +177,25 @@ def _opted_in(name: str) -> dict[str, object]:
     return {"regions": regions.model_dump(mode="json", exclude_defaults=True)}
 
 
+def retire_ledger(name: str) -> Path | None:
+    """Move `name`'s checkpoints out of the way before its environment is seeded anew.
+
+    A sandbox's resources die with it, but its ledger lives on under PHASEGATE_HOME: left in
+    place, the next sandbox's `demo` would be planned, verified and rolled back against
+    records of resources that no longer exist (phase 2 then fails on a parameter group the
+    new sandbox never had). The old chain is moved, never deleted, so it can still be read.
+    """
+    ledger = phasegate_home() / "results" / name
+    if not ledger.is_dir():
+        return None
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    retired = phasegate_home() / "results-retired" / f"{name}-{stamp}"
+    retired.parent.mkdir(parents=True, exist_ok=True)
+    ledger.rename(retired)
+    log.info("earlier sandbox's ledger moved aside", environment=name, to=str(retired))
+    return retired
+
+
 def seed_sandbox(
     endpoint: str,
     names: Sequence[str],
@@ -206,6 +225,7 @@ def seed_sandbox(
     for offset, name in enumerate(names):
         started = time.monotonic()
         extra = None
+        retire_ledger(name)
         with _instant(endpoint):
             if via == "terraform":
                 extra = terraform_seed.apply_environment(
