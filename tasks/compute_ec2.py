@@ -155,17 +155,21 @@ class Ec2AutoScalingGraviton(ComputeTarget):
     def _ec2_done(
         self,
         services: list[EcsService],
+        groups: list[AutoScalingGroup],
         asg: dict[str, Any] | None,
         ec2_tg: dict[str, Any] | None,
         listeners: list[dict[str, Any]],
     ) -> bool:
-        """The app already runs on the group: it exists, the ALB forwards to it, ECS is at 0."""
-        if asg is None or ec2_tg is None:
-            return False
+        """The app already runs on a group: an Auto Scaling group of the environment (this
+        step's, or one its Terraform stack made under its own names) is in an instance target
+        group the ALB forwards to alone, and ECS serves no traffic and runs nothing."""
+        attached = {tg for g in groups for tg in g.target_groups}
+        if asg is not None and ec2_tg is not None:
+            attached |= {ec2_tg["TargetGroupArn"]} & set(asg.get("TargetGroupARNs", []))
         ecs_groups = {tg for s in services for tg in s.target_groups}
         targets = [forward_targets(listener["DefaultActions"]) for listener in listeners]
         return (
-            any(t == {ec2_tg["TargetGroupArn"]} for t in targets)
+            any(len(t) == 1 and t <= attached for t in targets)
             and not any(t & ecs_groups for t in targets)
             and all(s.desired == 0 for s in services)
         )
@@ -185,7 +189,7 @@ class Ec2AutoScalingGraviton(ComputeTarget):
         ec2_tg = self._target_group_named(names["target_group"])
         listeners = self._listeners(inventory.load_balancers)
         state: dict[str, Any] = {"names": names, "done": False}
-        if self._ec2_done(inventory.services, asg, ec2_tg, listeners):
+        if self._ec2_done(inventory.services, inventory.autoscaling_groups, asg, ec2_tg, listeners):
             return ComputeObservation(target=EC2, inventory=inventory, ec2={**state, "done": True})
         refusals: list[str] = []
         if asg is not None and not self._ours(asg.get("Tags")):

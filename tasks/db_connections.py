@@ -69,6 +69,21 @@ class DatabaseConnections(Step):
     def target(self) -> dict[str, Any]:
         return self.ctx.config.database.model_dump()
 
+    def terraform_decisions(self) -> dict[str, Any]:
+        """terraform/'s tuned group on, with the config's values; max_connections for the
+        class phase 1 leaves (targets.rds_instance_class), which verify checks against the
+        instance's live class."""
+        values = self.parameters(self.ctx.config.targets.rds_instance_class)
+        return {
+            "enable_db_tuning": True,
+            "db_max_connections": int(values["max_connections"]),
+            "db_idle_in_transaction_session_timeout_ms": int(
+                values["idle_in_transaction_session_timeout"]
+            ),
+            "db_tcp_keepalives_idle_seconds": int(values["tcp_keepalives_idle"]),
+            "db_log_min_duration_statement_ms": int(values["log_min_duration_statement"]),
+        }
+
     @property
     def reboots(self) -> bool:
         return self.ctx.config.database.reboot == "in-window"

@@ -35,6 +35,7 @@ from phasegate.steps import (
     VerificationFailed,
     diff_entry,
 )
+from tasks.connection_limits import max_connections
 from tasks.monitoring_plan import (
     BUDGET_NOTIFICATIONS,
     ERROR_PATTERN,
@@ -113,6 +114,28 @@ class MonitoringEnable(Step):
     @property
     def names(self) -> dict[str, str]:
         return names(self.ctx.config.name)
+
+    def terraform_decisions(self) -> dict[str, Any]:
+        """terraform/'s monitoring module on, with the config's subscribers, budget and
+        thresholds; the connections alarm at its share of max_connections for the class phase
+        1 leaves. The module builds the same names, alarms and dashboard from the stack."""
+        config = self.ctx.config
+        monitoring, thresholds = config.monitoring, config.monitoring.thresholds
+        limit = max_connections(
+            config.targets.rds_instance_class, config.database.memory_per_connection_mib
+        )
+        return {
+            "enable_monitoring": True,
+            "alert_emails": list(monitoring.emails),
+            "alert_https_endpoints": list(monitoring.https_endpoints),
+            "monthly_budget_usd": self._budget_amount(),
+            "budget_cost_filter": budget_filter(config),
+            "alarm_thresholds": thresholds.model_dump(),
+            "alarm_db_connections_threshold": round(
+                limit * thresholds.rds_connections_percent / 100
+            ),
+            "monitoring_log_group": monitoring.log_group or "",
+        }
 
     def _tags(self) -> list[dict[str, str]]:
         tags = {**self.ctx.config.discovery.tags, CREATED_BY_TAG: self.id}

@@ -104,6 +104,31 @@ class ScalingEnable(Step):
     def target(self) -> dict[str, Any]:
         return {"kind": self.kind, **self.ctx.config.scaling.model_dump()}
 
+    def terraform_decisions(self) -> dict[str, Any]:
+        """terraform/'s scaling module on, with the config's bounds and targets: the ECS
+        service's task bounds and cooldowns, or the EC2 group's asg_min/asg_max and warmup."""
+        cfg = self.ctx.config.scaling
+        tracking = {
+            "enable_autoscaling": True,
+            "autoscaling_cpu_target_percent": cfg.cpu_target_percent,
+            "autoscaling_requests_per_target": cfg.requests_per_target,
+        }
+        if self.kind == "ec2":
+            targets = self.ctx.config.targets
+            return {
+                **tracking,
+                "asg_min": targets.asg_min,
+                "asg_max": targets.asg_max,
+                "autoscaling_instance_warmup_seconds": cfg.instance_warmup_seconds,
+            }
+        return {
+            **tracking,
+            "autoscaling_min_capacity": cfg.min_capacity,
+            "autoscaling_max_capacity": cfg.max_capacity,
+            "autoscaling_scale_in_cooldown_seconds": cfg.scale_in_cooldown_seconds,
+            "autoscaling_scale_out_cooldown_seconds": cfg.scale_out_cooldown_seconds,
+        }
+
     # -- reading -------------------------------------------------------------------------
 
     @property

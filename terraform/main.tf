@@ -85,7 +85,28 @@ module "compute_ec2" {
   subnet_ids        = local.service_subnet_ids
   security_group_id = aws_security_group.app.id
   target_group_arn  = module.alb.target_group_arn
+  group_metrics     = var.enable_autoscaling ? ["GroupDesiredCapacity", "GroupInServiceInstances"] : []
   tags              = local.tags
+}
+
+# Phase 2 (scaling.enable): target tracking on the compute above, between the decisions' bounds.
+module "scaling" {
+  source                     = "./modules/scaling"
+  count                      = var.enable_autoscaling ? 1 : 0
+  name                       = var.environment
+  compute_mode               = var.compute_mode
+  ecs_cluster                = one(module.compute_ecs[*].cluster_name)
+  ecs_service                = one(module.compute_ecs[*].service_name)
+  autoscaling_group          = one(module.compute_ec2[*].autoscaling_group_name)
+  resource_label             = "${module.alb.arn_suffix}/${module.alb.target_group_arn_suffix}"
+  min_capacity               = var.autoscaling_min_capacity
+  max_capacity               = var.autoscaling_max_capacity
+  cpu_target_percent         = var.autoscaling_cpu_target_percent
+  requests_per_target        = var.autoscaling_requests_per_target
+  scale_in_cooldown_seconds  = var.autoscaling_scale_in_cooldown_seconds
+  scale_out_cooldown_seconds = var.autoscaling_scale_out_cooldown_seconds
+  instance_warmup_seconds    = var.autoscaling_instance_warmup_seconds
+  tags                       = local.tags
 }
 
 resource "aws_security_group" "data" {
@@ -111,14 +132,32 @@ resource "aws_security_group" "data" {
   }
 }
 
+# Phase 2 (database.connections): the tuned parameter group, attached to the instance below.
+module "db_parameters" {
+  source                                 = "./modules/db_parameters"
+  count                                  = var.enable_db_tuning ? 1 : 0
+  db_identifier                          = "${var.environment}-db"
+  family                                 = local.db_family
+  max_connections                        = var.db_max_connections
+  idle_in_transaction_session_timeout_ms = var.db_idle_in_transaction_session_timeout_ms
+  tcp_keepalives_idle_seconds            = var.db_tcp_keepalives_idle_seconds
+  log_min_duration_statement_ms          = var.db_log_min_duration_statement_ms
+  tags                                   = local.tags
+}
+
+locals {
+  db_family = "postgres16"
+}
+
 module "rds" {
-  source            = "./modules/rds"
-  name              = var.environment
-  instance_class    = var.rds_instance_class
-  subnet_ids        = module.network.private_subnet_ids
-  security_group_id = aws_security_group.data.id
-  master_password   = var.db_master_password
-  tags              = local.tags
+  source               = "./modules/rds"
+  name                 = var.environment
+  instance_class       = var.rds_instance_class
+  parameter_group_name = var.enable_db_tuning ? module.db_parameters[0].name : "default.${local.db_family}"
+  subnet_ids           = module.network.private_subnet_ids
+  security_group_id    = aws_security_group.data.id
+  master_password      = var.db_master_password
+  tags                 = local.tags
 }
 
 module "redis" {
@@ -128,4 +167,29 @@ module "redis" {
   subnet_ids        = module.network.private_subnet_ids
   security_group_id = aws_security_group.data.id
   tags              = local.tags
+}
+
+# Phase 2 (monitoring.enable): alert topic, dashboard, alarms, budget and error-line count.
+module "monitoring" {
+  source                   = "./modules/monitoring"
+  count                    = var.enable_monitoring ? 1 : 0
+  name                     = var.environment
+  region                   = var.region
+  compute_mode             = var.compute_mode
+  load_balancer            = module.alb.arn_suffix
+  target_group             = module.alb.target_group_arn_suffix
+  ecs_cluster              = one(module.compute_ecs[*].cluster_name)
+  ecs_service              = one(module.compute_ecs[*].service_name)
+  autoscaling_group        = one(module.compute_ec2[*].autoscaling_group_name)
+  max_capacity             = var.compute_mode == "ec2" ? var.asg_max : var.autoscaling_max_capacity
+  db_identifier            = module.rds.identifier
+  db_connections_threshold = var.alarm_db_connections_threshold
+  cache_members            = module.redis.member_clusters
+  log_group                = var.monitoring_log_group != "" ? var.monitoring_log_group : one(module.compute_ecs[*].log_group)
+  emails                   = var.alert_emails
+  https_endpoints          = var.alert_https_endpoints
+  monthly_budget_usd       = var.monthly_budget_usd
+  budget_cost_filter       = var.budget_cost_filter
+  thresholds               = var.alarm_thresholds
+  tags                     = local.tags
 }

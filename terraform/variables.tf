@@ -101,6 +101,132 @@ variable "redis_node_type" {
   default     = "cache.t3.micro"
 }
 
+variable "enable_autoscaling" {
+  description = "Phase 2 target tracking on the compute (scaling.enable sets true)."
+  type        = bool
+  default     = false
+}
+
+variable "autoscaling_min_capacity" {
+  description = "Fewest ECS tasks under target tracking (the EC2 group keeps asg_min)."
+  type        = number
+  default     = 2
+}
+
+variable "autoscaling_max_capacity" {
+  description = "Most ECS tasks under target tracking (the EC2 group keeps asg_max)."
+  type        = number
+  default     = 6
+}
+
+variable "autoscaling_cpu_target_percent" {
+  description = "Average CPU utilisation target tracking holds."
+  type        = number
+  default     = 60
+}
+
+variable "autoscaling_requests_per_target" {
+  description = "ALB requests per target per minute target tracking holds."
+  type        = number
+  default     = 1000
+}
+
+variable "autoscaling_scale_in_cooldown_seconds" {
+  description = "ECS: wait after a scaling activity before removing tasks."
+  type        = number
+  default     = 300
+}
+
+variable "autoscaling_scale_out_cooldown_seconds" {
+  description = "ECS: wait after a scaling activity before adding tasks again."
+  type        = number
+  default     = 60
+}
+
+variable "autoscaling_instance_warmup_seconds" {
+  description = "EC2: seconds before a new instance's metrics count."
+  type        = number
+  default     = 300
+}
+
+variable "enable_db_tuning" {
+  description = "Phase 2 tuned parameter group on the RDS instance (database.connections sets true)."
+  type        = bool
+  default     = false
+}
+
+variable "db_max_connections" {
+  description = "max_connections of the tuned group (static: applies at the next reboot)."
+  type        = number
+  default     = 112
+}
+
+variable "db_idle_in_transaction_session_timeout_ms" {
+  description = "idle_in_transaction_session_timeout of the tuned group."
+  type        = number
+  default     = 60000
+}
+
+variable "db_tcp_keepalives_idle_seconds" {
+  description = "tcp_keepalives_idle of the tuned group."
+  type        = number
+  default     = 60
+}
+
+variable "db_log_min_duration_statement_ms" {
+  description = "log_min_duration_statement of the tuned group (-1: no slow-statement log)."
+  type        = number
+  default     = 1000
+}
+
+variable "enable_monitoring" {
+  description = "Phase 2 alert topic, dashboard, alarms, budget and error count (monitoring.enable sets true)."
+  type        = bool
+  default     = false
+}
+
+variable "alert_emails" {
+  description = "Email addresses subscribed to the alert topic."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_https_endpoints" {
+  description = "HTTPS endpoints subscribed to the alert topic."
+  type        = list(string)
+  default     = []
+}
+
+variable "monthly_budget_usd" {
+  description = "The environment's monthly budget (notifications at 80% forecast, 100% actual)."
+  type        = number
+  default     = 300
+}
+
+variable "budget_cost_filter" {
+  description = "The budget's cost-allocation tag, user:KEY$VALUE (activate the tag in billing)."
+  type        = string
+  default     = ""
+}
+
+variable "alarm_thresholds" {
+  description = "Alarm thresholds by name, and evaluation_minutes (phasegate's monitoring.thresholds); over the monitoring module's defaults."
+  type        = map(number)
+  default     = {}
+}
+
+variable "alarm_db_connections_threshold" {
+  description = "Connections that set off the RDS connections alarm (rds_connections_percent of max_connections)."
+  type        = number
+  default     = 90
+}
+
+variable "monitoring_log_group" {
+  description = "Log group whose error lines are counted; empty: the ECS service's (none on EC2)."
+  type        = string
+  default     = ""
+}
+
 # -- the application ------------------------------------------------------------------------
 
 variable "app_image" {
@@ -115,7 +241,7 @@ variable "app_port" {
 }
 
 variable "app_desired_count" {
-  description = "Tasks (Fargate) or instances wanted (EC2, within asg_min..asg_max)."
+  description = "Tasks (Fargate) or instances (EC2, within asg_min..asg_max) at creation; then target tracking sizes them."
   type        = number
   default     = 2
 }

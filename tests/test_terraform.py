@@ -4,8 +4,10 @@ over HTTP, and the Terraform executor running steps on it.
 One stack is applied once for the whole module (about 110 s, the provider's own polling) and
 the tests run in file order on it: the drift and plan checks first, then a failing apply,
 then the resize it left journaled resumed and rolled back, then a locked state, then the
-Fargate move. Provider installation uses a CLI config built here with the machine's provider
-filesystem mirror (`find / -maxdepth 3 -name tf-plugins`); nothing reaches the network.
+Fargate move, then the EC2 group (its rollback undoes both compute moves), then phase 2's
+scaling, monitoring and database tuning. Provider installation uses a CLI config built here
+with the machine's provider filesystem mirror (`find / -maxdepth 3 -name tf-plugins`);
+nothing reaches the network.
 """
 
 import json
@@ -300,6 +302,118 @@ def test_fargate_arm64_through_terraform(stack: EnvironmentConfig, tf_sandbox: s
     assert task_def["taskDefinition"]["runtimePlatform"]["cpuArchitecture"] == "ARM64"
     stack_ = stack_for(stack.terraform, stack.source, stack.name)
     assert stack_.drifted() == (False, "no changes")
+
+
+def test_ec2_autoscaling_group_through_terraform(stack: EnvironmentConfig, tf_sandbox: str) -> None:
+    """compute_mode = ec2 on the stack the Fargate test left at ARM64: compute_ec2's group
+    replaces the ECS service; rollback restores Fargate as the stack was before either."""
+    targets = stack.targets.model_copy(update={"compute": "ec2-asg-graviton", "asg_max": 4})
+    step = _step(stack.model_copy(update={"targets": targets}), "compute.graviton")
+    change = lifecycle.plan(step)
+    assert change is not None
+    assert change.before["variables"] == {
+        "compute_mode": "ecs-fargate",
+        "ec2_instance_type": "t4g.medium",
+        "asg_min": 1,
+        "asg_max": 5,
+    }
+    assert change.desired["variables"]["compute_mode"] == "ec2"
+    assert change.desired["variables"]["asg_max"] == 4
+    lines = set(change.actions)
+    assert "terraform create module.compute_ec2[0].aws_autoscaling_group.app" in lines
+    assert "terraform delete module.compute_ecs[0].aws_ecs_service.app" in lines
+
+    lifecycle.execute(step, "run", approved_digest=change.digest())
+    clients = AwsClients(stack.aws)
+    groups = clients.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[f"{ENV}-app"])
+    group = groups["AutoScalingGroups"][0]
+    assert (group["MinSize"], group["MaxSize"]) == (1, 4)
+    assert {i["InstanceType"] for i in group["Instances"]} == {"t4g.medium"}
+    [tg_arn] = group["TargetGroupARNs"]
+    [lb] = clients.elbv2.describe_load_balancers(Names=[f"{ENV}-alb"])["LoadBalancers"]
+    [listener] = clients.elbv2.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])[
+        "Listeners"
+    ]
+    assert listener["DefaultActions"][0]["TargetGroupArn"] == tg_arn
+    inventory = discover(stack)
+    assert inventory.services == []  # Terraform deleted the ECS service and its cluster
+    assert [g.name for g in inventory.autoscaling_groups] == [f"{ENV}-app"]
+    stack_ = stack_for(stack.terraform, stack.source, stack.name)
+    assert stack_.drifted() == (False, "no changes")  # Terraform and AWS agree
+
+    requests.delete(f"{tf_sandbox}/_phasegate/calls", timeout=10).raise_for_status()
+    assert lifecycle.checkpoint(step) is not None  # a second run skips the step ...
+    assert _mutating_calls(tf_sandbox) == []  # ... having changed nothing
+
+    assert lifecycle.undo(step) == "rolled back"  # the plan is clean again
+    tfvars = json.loads((stack.terraform.dir / TFVARS_FILE).read_text())
+    assert tfvars["compute_mode"] == "ecs-fargate"
+    assert tfvars["cpu_architecture"] == "X86_64"  # the Fargate move is undone too
+    service = clients.ecs.describe_services(cluster=f"{ENV}-cluster", services=[f"{ENV}-api"])
+    task_def = clients.ecs.describe_task_definition(
+        taskDefinition=service["services"][0]["taskDefinition"]
+    )
+    assert task_def["taskDefinition"]["runtimePlatform"]["cpuArchitecture"] == "X86_64"
+    assert not clients.autoscaling.describe_auto_scaling_groups(
+        AutoScalingGroupNames=[f"{ENV}-app"]
+    )["AutoScalingGroups"]
+
+
+def test_phase2_scaling_and_db_tuning_through_terraform(
+    stack: EnvironmentConfig, tf_sandbox: str
+) -> None:
+    """scaling.enable, monitoring.enable and database.connections as variables of terraform/'s
+    scaling, monitoring and db_parameters modules: AWS shows them and each step's own reading
+    finds nothing left to do, the plan is clean after each and after rollback."""
+    clients = AwsClients(stack.aws)
+    aas = clients.client("application-autoscaling")
+    resource = f"service/{ENV}-cluster/{ENV}-api"
+    config = stack.model_copy(
+        update={"monitoring": stack.monitoring.model_copy(update={"emails": ["ops@example.com"]})}
+    )
+    scaling, tuning = _step(config, "scaling.enable"), _step(config, "database.connections")
+    monitoring = _step(config, "monitoring.enable")
+    stack_ = stack_for(stack.terraform, stack.source, stack.name)
+    for step, switch in ((scaling, "enable_autoscaling"), (monitoring, "enable_monitoring"),
+                         (tuning, "enable_db_tuning")):  # fmt: skip
+        record = lifecycle.execute(step, "run")  # verify: the step's own reading holds
+        assert record.after["variables"][switch] is True
+        assert record.before["variables"][switch] is False
+    assert stack_.drifted() == (False, "no changes")  # Terraform and AWS agree
+
+    [target] = aas.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[resource])[
+        "ScalableTargets"
+    ]
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (2, 6)
+    policies = aas.describe_scaling_policies(ServiceNamespace="ecs", ResourceId=resource)
+    assert sorted(p["PolicyName"] for p in policies["ScalingPolicies"]) == [
+        f"{ENV}-cpu",
+        f"{ENV}-requests",
+    ]
+    [db] = clients.rds.describe_db_instances(DBInstanceIdentifier=f"{ENV}-db")["DBInstances"]
+    assert db["DBParameterGroups"][0]["DBParameterGroupName"] == (
+        f"{ENV}-db-postgres16-connections"
+    )
+    alarms = clients.cloudwatch.describe_alarms(AlarmNamePrefix=f"{ENV}-")["MetricAlarms"]
+    assert f"{ENV}-rds-{ENV}-db-connections" in {a["AlarmName"] for a in alarms}
+    assert f"{ENV}-redis-{ENV}-redis-002-evictions" in {a["AlarmName"] for a in alarms}
+    account = clients.sts.get_caller_identity()["Account"]
+    budget = clients.budgets.describe_budget(AccountId=account, BudgetName=f"{ENV}-monthly")
+    assert budget["Budget"]["CostFilters"] == {"TagKeyValue": [f"user:Environment${ENV}"]}
+
+    requests.delete(f"{tf_sandbox}/_phasegate/calls", timeout=10).raise_for_status()
+    for step in (scaling, monitoring, tuning):
+        assert lifecycle.checkpoint(step) is not None
+    assert _mutating_calls(tf_sandbox) == []  # a second run changes nothing
+
+    for step in (tuning, monitoring, scaling):
+        assert lifecycle.undo(step) == "rolled back"  # verify_rollback: plan clean again
+    assert not clients.cloudwatch.describe_alarms(AlarmNamePrefix=f"{ENV}-")["MetricAlarms"]
+    assert not aas.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[resource])[
+        "ScalableTargets"
+    ]
+    [db] = clients.rds.describe_db_instances(DBInstanceIdentifier=f"{ENV}-db")["DBInstances"]
+    assert db["DBParameterGroups"][0]["DBParameterGroupName"] == "default.postgres16"
 
 
 def test_bad_terraform_input_is_refused_before_any_command(

@@ -17,7 +17,7 @@ from phasegate.sandbox.server import sandbox_status
 from phasegate.steps import StepContext
 from phasegate.terraform.settings import DECISIONS
 from phasegate.terraform.stack import summarize
-from phasegate.terraform.variables import declared_variables, terraform_type
+from phasegate.terraform.variables import declared_variables, terraform_type, type_matches
 from tasks.registry import STEPS
 
 STACK = REPO_ROOT / "terraform"
@@ -30,7 +30,10 @@ def _config(tmp_path: Path, **overrides: Any) -> EnvironmentConfig:
 @pytest.mark.parametrize("compute", ["ecs-fargate-arm64", "ec2-asg-graviton"])
 def test_every_variable_a_step_sets_is_declared_with_its_type(tmp_path: Path, compute: str) -> None:
     declared = declared_variables(STACK)
-    config = _config(tmp_path, targets={"compute": compute})
+    # A budget amount of its own: the default one prices the inventory, which reads AWS.
+    config = _config(
+        tmp_path, targets={"compute": compute}, monitoring={"monthly_budget_usd": 300.0}
+    )
     ctx = StepContext(config=config, clients=None)  # type: ignore[arg-type]  # never called
     set_by_steps = {}
     for step_class in STEPS.values():
@@ -39,8 +42,19 @@ def test_every_variable_a_step_sets_is_declared_with_its_type(tmp_path: Path, co
     for decision, value in set_by_steps.items():
         assert decision in DECISIONS
         assert decision in declared, f"{decision} is not declared in terraform/variables.tf"
-        assert declared[decision].type == terraform_type(value), decision
+        assert type_matches(declared[decision].type, value), decision
         assert declared[decision].file == "variables.tf"
+
+
+def test_a_value_fits_the_type_its_variable_declares() -> None:
+    assert terraform_type(["ops@example.com"]) == "list(string)"
+    assert terraform_type({"evaluation_minutes": 3, "p99_response_seconds": 1.0}) == "map(number)"
+    assert type_matches("list(string)", []) and type_matches("list(string)", ["a"])
+    assert type_matches("map(number)", {"a": 1, "b": 2.5})
+    assert not type_matches("list(string)", [1])
+    assert not type_matches("map(number)", {"a": "1"})
+    assert not type_matches("number", "3")
+    assert not type_matches("list(string)", "a")
 
 
 def test_every_decision_is_declared_in_terraform_variables() -> None:

@@ -36,7 +36,7 @@ from phasegate.steps import (
 from phasegate.terraform.engine import Engine, TerraformError
 from phasegate.terraform.settings import TerraformSettings
 from phasegate.terraform.stack import PlanSummary, Stack, stack_lock
-from phasegate.terraform.variables import declared_variables, terraform_type
+from phasegate.terraform.variables import declared_variables, terraform_type, type_matches
 
 NO_DISRUPTION = Reversibility(
     restart_needed=False, rollback_possible=True, expected_disruption="none"
@@ -103,11 +103,10 @@ class TerraformStep(Step):
                     f"{self.where}: terraform.variables maps {decision} to variable {name!r}, "
                     f"which {self.stack.directory} does not declare"
                 )
-            wanted = terraform_type(value)
-            if declared[name].type not in (wanted, "any"):
+            if not type_matches(declared[name].type, value):
                 raise ConfigError(
                     f"{self.where}: variable {name!r} ({declared[name].file}) is "
-                    f"{declared[name].type}, but {decision} is a {wanted}"
+                    f"{declared[name].type}, but {decision} is a {terraform_type(value)}"
                 )
 
     def _current(self) -> dict[str, Any]:
@@ -218,11 +217,25 @@ class TerraformStep(Step):
             )
 
     def coalesce(self, records: list[Record]) -> list[Record]:
-        """Variables overwrite one another: restoring the oldest before-state undoes all."""
-        return records[-1:]
+        """Variables overwrite one another, so one apply undoes all: each variable back to
+        its value before the oldest change that set it (changes may set different variables,
+        e.g. Fargate ARM64 and then the EC2 group)."""
+        if not records:
+            return []
+        restored: dict[str, Any] = {}
+        for record in records:  # newest first: an older before-state wins
+            restored.update(self._before(record))
+        return [records[-1].model_copy(update={"before": {"variables": restored}})]
+
+    @staticmethod
+    def _before(record: Record) -> dict[str, Any]:
+        return dict(
+            (record.before or (record.change.before if record.change else {})).get("variables")
+            or {}
+        )
 
     def rollback(self, record: Record) -> None:
-        before = (record.change.before if record.change else record.before).get("variables")
+        before = self._before(record)
         if not before:
             return
         self._apply_variables(before, None)

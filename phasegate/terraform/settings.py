@@ -21,6 +21,28 @@ DECISIONS = (
     "asg_max",
     "rds_instance_class",
     "redis_node_type",
+    # phase 2
+    "enable_autoscaling",
+    "autoscaling_min_capacity",
+    "autoscaling_max_capacity",
+    "autoscaling_cpu_target_percent",
+    "autoscaling_requests_per_target",
+    "autoscaling_scale_in_cooldown_seconds",
+    "autoscaling_scale_out_cooldown_seconds",
+    "autoscaling_instance_warmup_seconds",
+    "enable_db_tuning",
+    "db_max_connections",
+    "db_idle_in_transaction_session_timeout_ms",
+    "db_tcp_keepalives_idle_seconds",
+    "db_log_min_duration_statement_ms",
+    "enable_monitoring",
+    "alert_emails",
+    "alert_https_endpoints",
+    "monthly_budget_usd",
+    "budget_cost_filter",
+    "alarm_thresholds",
+    "alarm_db_connections_threshold",
+    "monitoring_log_group",
 )
 """Every migration decision a step can make through Terraform; terraform/variables.tf declares
 each under this name."""

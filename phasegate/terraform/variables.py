@@ -50,5 +50,27 @@ def declared_variables(directory: Path) -> dict[str, Declared]:
 
 
 def terraform_type(value: Any) -> str:
-    """The Terraform primitive type of a Python value a step sets."""
+    """The Terraform type of a Python value a step sets: a primitive, list(T) or map(T)
+    (an empty list or map reads as list(string), map(string))."""
+    if isinstance(value, list | dict):
+        kind = "list" if isinstance(value, list) else "map"
+        items = value if isinstance(value, list) else list(value.values())
+        inner = {terraform_type(v) for v in items} or {"string"}
+        return f"{kind}({inner.pop() if len(inner) == 1 else 'any'})"
     return PYTHON_TYPES.get(type(value), "any")
+
+
+def type_matches(declared: str, value: Any) -> bool:
+    """Whether `value` fits a variable declared with type `declared` (list and set take a
+    list, map takes a dict; an empty one fits any element type)."""
+    declared = declared.replace(" ", "")
+    if declared == "any":
+        return True
+    for kind, python in (("list(", list), ("set(", list), ("map(", dict)):
+        if declared.startswith(kind) and declared.endswith(")"):
+            if not isinstance(value, python):
+                return False
+            inner = declared[len(kind) : -1]
+            items = value.values() if isinstance(value, dict) else value
+            return all(type_matches(inner, v) for v in items)
+    return declared == terraform_type(value)

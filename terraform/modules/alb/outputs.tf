@@ -12,3 +12,13 @@ output "dns_name" {
   description = "The ALB's DNS name."
   value       = aws_lb.this.dns_name
 }
+
+output "arn_suffix" {
+  description = "app/NAME/ID: the ALB's CloudWatch dimension."
+  value       = aws_lb.this.arn_suffix
+}
+
+output "target_group_arn_suffix" {
+  description = "targetgroup/NAME/ID: the target group's CloudWatch dimension."
+  value       = aws_lb_target_group.app.arn_suffix
+}

@@ -83,10 +83,18 @@ resource "aws_autoscaling_group" "app" {
   target_group_arns         = [var.target_group_arn]
   health_check_type         = "ELB"
   health_check_grace_period = 120
+  enabled_metrics           = var.group_metrics
+  metrics_granularity       = "1Minute"
 
   launch_template {
     id      = aws_launch_template.app.id
     version = aws_launch_template.app.latest_version
+  }
+
+  # desired_capacity is the starting size: with phase 2's target tracking AWS sets it (and
+  # keeps it within min_size..max_size), so neither a plan nor an apply fights it.
+  lifecycle {
+    ignore_changes = [desired_capacity]
   }
 
   dynamic "tag" {

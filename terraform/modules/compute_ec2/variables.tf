@@ -48,6 +48,11 @@ variable "target_group_arn" {
   type        = string
 }
 
+variable "group_metrics" {
+  description = "Group metrics collected each minute (phase 2's scaling collects two)."
+  type        = list(string)
+}
+
 variable "tags" {
   description = "Tags on every resource, propagated to the instances."
   type        = map(string)

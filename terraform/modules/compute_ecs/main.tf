@@ -110,4 +110,10 @@ resource "aws_ecs_service" "app" {
     security_groups  = [var.security_group_id]
     assign_public_ip = var.assign_public_ip
   }
+
+  # desired_count is the starting size: once phase 2's target tracking runs the service, AWS
+  # sets it, and a plan must not call that drift (nor an apply put it back).
+  lifecycle {
+    ignore_changes = [desired_count]
+  }
 }

@@ -7,3 +7,8 @@ output "service_name" {
   description = "The ECS service."
   value       = aws_ecs_service.app.name
 }
+
+output "log_group" {
+  description = "The app's log group (awslogs)."
+  value       = aws_cloudwatch_log_group.app.name
+}

@@ -12,6 +12,7 @@ resource "aws_db_instance" "this" {
   instance_class                  = var.instance_class
   engine                          = "postgres"
   engine_version                  = "16.4"
+  parameter_group_name            = var.parameter_group_name
   allocated_storage               = 20
   storage_type                    = "gp3"
   storage_encrypted               = true

@@ -28,3 +28,8 @@ variable "tags" {
   description = "Tags on every resource."
   type        = map(string)
 }
+
+variable "parameter_group_name" {
+  description = "The instance's parameter group: the engine's default, or phase 2's tuned one."
+  type        = string
+}
