@@ -234,6 +234,21 @@ BAD_INPUTS = [
         ["x.yaml: phases.wait_timeouts:", "['ecs_deploy']: a wait timeout must be a positive"],
         id="non-positive-wait-timeout",
     ),
+    pytest.param(
+        VALID + "regions:\n  secondary: us-east-1\n  hosted_zone: z.\n  record_name: api.z\n",
+        ["x.yaml: regions.secondary: 'us-east-1' is aws.region, the primary"],
+        id="secondary-is-primary",
+    ),
+    pytest.param(
+        VALID + "regions:\n  secondary: us-wset-2\n  hosted_zone: z.\n  record_name: api.z\n",
+        ["x.yaml: regions.secondary: 'us-wset-2' is not an AWS region (did you mean 'us-west-2'?)"],
+        id="unknown-secondary-region",
+    ),
+    pytest.param(
+        VALID + "regions:\n  secondary: us-west-2\n",
+        ["x.yaml: regions: secondary is set, so hosted_zone and record_name are needed too"],
+        id="secondary-without-zone",
+    ),
 ]
 
 
