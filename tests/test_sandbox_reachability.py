@@ -135,3 +135,68 @@ def test_a_target_admitting_the_albs_subnets_by_cidr_is_healthy(seeded: Environm
         "TargetHealthDescriptions"
     ]
     assert described["TargetHealth"]["State"] == "healthy"
+
+
+def test_a_group_no_listener_forwards_to_reports_its_targets_unused_as_on_aws(
+    seeded: EnvironmentConfig,
+) -> None:
+    """AWS health-checks a target group only while a listener's default action or rule
+    forwards to it (a weighted forward at weight 0 included); otherwise its targets stay
+    `unused`. moto calls them healthy, and ModifyListener leaves its own bookkeeping stale."""
+    clients = StepContext.for_environment(seeded).clients
+    elbv2 = clients.elbv2
+    tg, _, group = _instance_target(clients, seeded)
+    [lb] = discover(seeded).load_balancers
+    clients.ec2.authorize_security_group_ingress(
+        GroupId=group,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 8000,
+                "ToPort": 8000,
+                "UserIdGroupPairs": [{"GroupId": sg} for sg in lb.security_groups],
+            }
+        ],
+    )
+    listeners = elbv2.describe_listeners(LoadBalancerArn=lb.arn)["Listeners"]
+    [extra] = [x for x in listeners if x["Port"] == 8080]
+    [app] = [x for x in listeners if x["Port"] != 8080]
+    app_tg = app["DefaultActions"][0]["TargetGroupArn"]
+
+    def health() -> dict[str, str]:
+        [described] = elbv2.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]
+        return described["TargetHealth"]
+
+    unused = {
+        "State": "unused",
+        "Reason": "Target.NotInUse",
+        "Description": "Target group is not configured to receive traffic from the load balancer",
+    }
+    assert health()["State"] == "healthy"  # the 8080 listener forwards to it
+    elbv2.modify_listener(
+        ListenerArn=extra["ListenerArn"],
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": app_tg}],
+    )
+    assert health() == unused
+
+    weighted = {
+        "TargetGroups": [
+            {"TargetGroupArn": app_tg, "Weight": 1},
+            {"TargetGroupArn": tg, "Weight": 0},
+        ]
+    }
+    elbv2.modify_listener(
+        ListenerArn=app["ListenerArn"],
+        DefaultActions=[{"Type": "forward", "ForwardConfig": weighted}],
+    )
+    assert health()["State"] == "healthy"
+    elbv2.modify_listener(ListenerArn=app["ListenerArn"], DefaultActions=app["DefaultActions"])
+    assert health() == unused
+
+    elbv2.create_rule(
+        ListenerArn=app["ListenerArn"],
+        Priority=10,
+        Conditions=[{"Field": "path-pattern", "Values": ["/new/*"]}],
+        Actions=[{"Type": "forward", "TargetGroupArn": tg}],
+    )
+    assert health()["State"] == "healthy"

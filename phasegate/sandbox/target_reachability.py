@@ -1,4 +1,5 @@
-"""Sandbox front: a target the ALB cannot reach is not healthy.
+"""Sandbox front: a target the ALB cannot reach, or that no listener sends traffic to, is not
+healthy.
 
 moto does not enforce security groups: it reports a registered target healthy whatever its
 security groups say. On AWS the load balancer's health checks come from its own nodes (in its
@@ -7,9 +8,16 @@ ALB's groups nor its subnets' addresses on the health-check port never answers o
 reports it `unhealthy`, reason `Target.Timeout`, "Request timed out". A migration that moves
 compute behind a security group that forgets the ALB must see exactly that in the sandbox.
 
+moto also calls every registered target healthy when no load balancer uses its group. On AWS
+a target group that no listener's default action or rule forwards to (a weighted forward
+counts, even at weight 0) is not health-checked: its targets report `unused`, reason
+`Target.NotInUse`, and never become healthy, so a step that waits for a new group to be healthy
+before pointing a listener at it waits forever on a real account. The sandbox says so too.
+
 `TargetReachability` wraps moto's WSGI app and rewrites its DescribeTargetHealth answers:
-every target moto calls healthy that the ALB could not reach is answered as AWS would. Nothing
-else is touched; targets it cannot place (no interface found) keep moto's answer.
+every target moto calls healthy in a group no listener forwards to, or that the ALB could not
+reach, is answered as AWS would. Nothing else is touched; targets it cannot place (no interface
+found) keep moto's answer on reachability.
 """
 
 import io
@@ -25,6 +33,8 @@ StartResponse = Callable[..., Any]
 
 UNREACHABLE_REASON = "Target.Timeout"
 UNREACHABLE_DESCRIPTION = "Request timed out"
+NOT_IN_USE_REASON = "Target.NotInUse"
+NOT_IN_USE_DESCRIPTION = "Target group is not configured to receive traffic from the load balancer"
 
 
 def _body(environ: dict[str, Any]) -> bytes:
@@ -32,6 +42,24 @@ def _body(environ: dict[str, Any]) -> bytes:
     body = environ["wsgi.input"].read(length) if length else b""
     environ["wsgi.input"] = io.BytesIO(body)
     return body
+
+
+def _forwarded(action: dict[str, Any]) -> set[str]:
+    """Target group ARNs one listener or rule action forwards to, at any weight."""
+    if action.get("Type") != "forward":
+        return set()
+    arns = {action["TargetGroupArn"]} if action.get("TargetGroupArn") else set()
+    groups = (action.get("ForwardConfig") or {}).get("TargetGroups") or []
+    return arns | {g["TargetGroupArn"] for g in groups if g.get("TargetGroupArn")}
+
+
+def _set_health(health: ET.Element, ns: str, state: str, reason: str, description: str) -> None:
+    """Set a TargetHealth element's State, Reason and Description as AWS words them."""
+    for name, text in (("State", state), ("Reason", reason), ("Description", description)):
+        node = health.find(f"{ns}{name}")
+        if node is None:
+            node = ET.SubElement(health, f"{ns}{name}")
+        node.text = text
 
 
 def _admits(group: Any, port: int, sources: set[str], cidrs: list[str]) -> bool:
@@ -63,19 +91,23 @@ class _Reach:
         self.elbv2 = elbv2_backends[account][region]
         self.ec2 = ec2_backends[account][region]
 
-    def alb_side(self, target_group_arn: str) -> tuple[set[str], list[str]] | None:
-        """The security groups and subnet CIDRs health checks come from; None when no load
-        balancer uses the group (nothing checks it)."""
-        group = self.elbv2.target_groups.get(target_group_arn)
-        if group is None:
-            return None
-        balancers = [
-            self.elbv2.load_balancers[arn]
-            for arn in group.load_balancer_arns
-            if arn in self.elbv2.load_balancers
+    def forwarding(self, target_group_arn: str) -> list[Any]:
+        """The load balancers with a listener whose default action or a rule forwards to the
+        group. Read from the listeners, not from moto's `load_balancer_arns`, which
+        ModifyListener never updates."""
+        return [
+            balancer
+            for balancer in self.elbv2.load_balancers.values()
+            if any(
+                target_group_arn in _forwarded(action.data)
+                for listener in balancer.listeners.values()
+                for rule in listener.rules.values()
+                for action in rule.actions
+            )
         ]
-        if not balancers:
-            return None
+
+    def alb_side(self, balancers: list[Any]) -> tuple[set[str], list[str]]:
+        """The security groups and subnet CIDRs the balancers' health checks come from."""
         sources = {sg for lb in balancers for sg in lb.security_groups}
         cidrs = [subnet.cidr_block for lb in balancers for subnet in lb.subnets]
         return sources, cidrs
@@ -99,7 +131,8 @@ class _Reach:
 
 
 class TargetReachability:
-    """WSGI middleware: DescribeTargetHealth says `unhealthy` for targets the ALB cannot reach."""
+    """WSGI middleware: DescribeTargetHealth says `unused` for targets of a group no listener
+    forwards to, and `unhealthy` for targets the ALB cannot reach."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
@@ -129,32 +162,27 @@ class TargetReachability:
         namespace = root.tag[1 : root.tag.index("}")] if root.tag.startswith("{") else ""
         ns = f"{{{namespace}}}" if namespace else ""
         reach = _Reach(environ)
-        side = reach.alb_side(target_group_arn)
-        if side is None:
+        if target_group_arn not in reach.elbv2.target_groups:
             return body
-        sources, cidrs = side
+        balancers = reach.forwarding(target_group_arn)
+        sources, cidrs = reach.alb_side(balancers)
         changed = False
         for member in root.iter(f"{ns}member"):
-            state = member.find(f"{ns}TargetHealth/{ns}State")
+            health = member.find(f"{ns}TargetHealth")
+            state = member.findtext(f"{ns}TargetHealth/{ns}State")
             target_id = member.findtext(f"{ns}Target/{ns}Id")
             port = member.findtext(f"{ns}Target/{ns}Port")
-            if state is None or state.text != "healthy" or not target_id or not port:
+            if health is None or state != "healthy" or not target_id or not port:
+                continue
+            if not balancers:
+                _set_health(health, ns, "unused", NOT_IN_USE_REASON, NOT_IN_USE_DESCRIPTION)
+                changed = True
                 continue
             groups = reach.target_groups(target_id)
             health_port = reach.port(target_group_arn, int(port))
             if groups is None or any(_admits(g, health_port, sources, cidrs) for g in groups):
                 continue
-            state.text = "unhealthy"
-            health = member.find(f"{ns}TargetHealth")
-            assert health is not None
-            for name, text in (
-                ("Reason", UNREACHABLE_REASON),
-                ("Description", UNREACHABLE_DESCRIPTION),
-            ):
-                node = health.find(f"{ns}{name}")
-                if node is None:
-                    node = ET.SubElement(health, f"{ns}{name}")
-                node.text = text
+            _set_health(health, ns, "unhealthy", UNREACHABLE_REASON, UNREACHABLE_DESCRIPTION)
             changed = True
         if not changed:
             return body
