@@ -101,6 +101,12 @@ def forward_targets(actions: list[dict[str, Any]]) -> set[str]:
     return arns
 
 
+def weighted_forward(weights: dict[str, int]) -> dict[str, Any]:
+    """A forward action splitting traffic between target groups by weight."""
+    groups = [{"TargetGroupArn": arn, "Weight": weight} for arn, weight in weights.items()]
+    return {"Type": "forward", "ForwardConfig": {"TargetGroups": groups}}
+
+
 class Ec2AutoScalingGraviton(ComputeTarget):
     """Run the app of the one ECS service on an Auto Scaling group of Graviton instances."""
 
@@ -234,14 +240,18 @@ class Ec2AutoScalingGraviton(ComputeTarget):
             )
 
         # Listeners to switch, with the default actions to restore. A listener already on the
-        # group's target group (a previous run switched it) was forwarding to the app's.
+        # group's target group (a previous run switched it, or weighted it in at 0 before the
+        # switch) was forwarding to the app's.
         restore: dict[str, list[dict[str, Any]]] = {}
         alb_arns = set()
         for listener in listeners:
             targets = forward_targets(listener["DefaultActions"])
             if targets == {app_tg["TargetGroupArn"]}:
                 restore[listener["ListenerArn"]] = listener["DefaultActions"]
-            elif ec2_tg is not None and targets == {ec2_tg["TargetGroupArn"]}:
+            elif ec2_tg is not None and targets in (
+                {ec2_tg["TargetGroupArn"]},
+                {app_tg["TargetGroupArn"], ec2_tg["TargetGroupArn"]},
+            ):
                 restore[listener["ListenerArn"]] = [
                     {"Type": "forward", "TargetGroupArn": app_tg["TargetGroupArn"]}
                 ]
@@ -463,6 +473,12 @@ class Ec2AutoScalingGraviton(ComputeTarget):
             f"autoscaling:CreateAutoScalingGroup {names['autoscaling_group']}: min "
             f"{targets.asg_min}, max {targets.asg_max}, desired {capacity}, public subnets "
             f"{', '.join(state['public_subnets'])}",
+            *(
+                f"elbv2:ModifyListener {arn}: forward to {app_tg['TargetGroupName']} at weight 1 "
+                f"and {names['target_group']} at weight 0 (AWS health-checks a target group only "
+                "while a listener forwards to it; users stay on ECS)"
+                for arn in state["listeners"]
+            ),
             f"wait until {capacity} instances are InService and healthy in {names['target_group']}",
             *(
                 f"elbv2:ModifyListener {arn}: forward to {names['target_group']}"
@@ -780,6 +796,16 @@ class Ec2AutoScalingGraviton(ComputeTarget):
         self._ensure_asg(
             names["autoscaling_group"], template, target_group, desired, service["desired"]
         )
+        # AWS health-checks a target group only while a listener forwards to it: a weighted
+        # forward with the new group at weight 0 brings it into use without sending it users.
+        app_tg = desired["app_target_group"]["TargetGroupArn"]
+        for arn in change.before["listeners"]:
+            if target_group not in forward_targets(self._listener(arn)["DefaultActions"]):
+                self.clients.elbv2.modify_listener(
+                    ListenerArn=arn,
+                    DefaultActions=[weighted_forward({app_tg: 1, target_group: 0})],
+                )
+                self._info("compute.listener_weighted", resource=arn, target_group=target_group)
         capacity = desired["desired_capacity"]
         self.ctx.wait(
             f"Auto Scaling group {names['autoscaling_group']}: {capacity} instances InService "

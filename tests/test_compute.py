@@ -30,7 +30,7 @@ from tasks.compute import (
     registrable,
     user_data,
 )
-from tasks.compute_ec2 import Ec2AutoScalingGraviton
+from tasks.compute_ec2 import Ec2AutoScalingGraviton, forward_targets
 
 CLUSTER, SERVICE, FAMILY = "demo-cluster", "demo-api", "demo-api"
 REPOSITORY = "demo/platform-api"
@@ -530,3 +530,54 @@ def test_ec2_refuses_an_existing_ip_target_group(
         Ec2AutoScalingGraviton(step)._require_instance_target_groups(
             [target_group_arn(clients, "demo-app")]
         )
+
+
+@pytest.fixture
+def weighted_half_applied(ec2_config: EnvironmentConfig, sandbox: str) -> dict[str, Any]:
+    """A run that stopped while waiting for the new group's instances: the listener forwards
+    to the ECS group at weight 1 and the new group at weight 0 (AWS health-checks a group
+    only while a listener forwards to it, so the wait cannot come first)."""
+    step = step_for(ec2_config)
+    clients = step.clients
+    original = listener(clients)["DefaultActions"]
+    fault = {"action": "DescribeTargetHealth", "code": "AccessDenied", "status": 403}
+    requests.post(f"{sandbox}/_phasegate/faults", json=fault, timeout=10).raise_for_status()
+    try:
+        with pytest.raises(StepFailed, match=r"DescribeTargetHealth.*AccessDenied"):
+            execute(step, key="t")
+    finally:
+        requests.delete(f"{sandbox}/_phasegate/faults", timeout=10).raise_for_status()
+    [action] = listener(clients)["DefaultActions"]
+    weights = {g["TargetGroupArn"]: g["Weight"] for g in action["ForwardConfig"]["TargetGroups"]}
+    assert weights == {
+        target_group_arn(clients, "demo-app"): 1,
+        target_group_arn(clients, "demo-app-ec2"): 0,
+    }
+    return {"step": step, "original": original}
+
+
+def test_ec2_a_run_stopped_at_weight_0_resumes_to_the_new_group_alone(
+    ec2_config: EnvironmentConfig, weighted_half_applied: dict[str, Any]
+) -> None:
+    step = step_for(ec2_config)
+    record = execute(step, key="t")
+    assert record.outcome == "applied"
+    actions = listener(step.clients)["DefaultActions"]
+    assert forward_targets(actions) == {target_group_arn(step.clients, "demo-app-ec2")}
+    assert_calls_allowed(step, record.api_actions)
+
+
+def test_ec2_a_run_stopped_at_weight_0_rolls_back_to_the_original_listener(
+    ec2_config: EnvironmentConfig, weighted_half_applied: dict[str, Any]
+) -> None:
+    step = step_for(ec2_config)
+    clients = step.clients
+    with recording_calls() as calls:
+        undo(step)
+    assert listener(clients)["DefaultActions"] == weighted_half_applied["original"]
+    names = [g["TargetGroupName"] for g in clients.elbv2.describe_target_groups()["TargetGroups"]]
+    assert names == ["demo-app"]
+    assert clients.autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"] == []
+    svc = service(clients)
+    assert svc["desiredCount"] == svc["runningCount"] == 2
+    assert_calls_allowed(step, calls)
