@@ -10,6 +10,7 @@ validation or access error, a changed plan, a drift or a bug.
 """
 
 import threading
+from collections import OrderedDict
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -30,19 +31,32 @@ from phasegate.steps import Change, PlanChanged, Record, Step, StepContext, one_
 from tasks.approvals import slug
 from tasks.registry import STEPS, ordered
 
-_contexts: dict[tuple[str, str], StepContext] = {}
+MAX_CONTEXTS = 16
+"""Contexts kept per process: more than a worker runs at once (its limit), far fewer than the
+environments a long-lived worker serves over a fleet (each holds clients and a price table)."""
+
+_contexts: OrderedDict[tuple[str, str], StepContext] = OrderedDict()
 _contexts_lock = threading.Lock()
 
 
 def context_for(env: str) -> StepContext:
     """One StepContext (config, clients, prices) per environment and config per process,
     shared by threads. The config is read again each time: a long-lived process (a worker,
-    `phasegate serve`) must see targets an operator changed since the last run."""
+    `phasegate serve`) must see targets an operator changed since the last run. Least
+    recently used contexts beyond MAX_CONTEXTS, and an environment's context for a config it
+    no longer has, are dropped, so a worker serving a fleet does not grow by one per
+    environment it ever ran."""
     config = load_environment(env)
     key = (env, config.model_dump_json())
     with _contexts_lock:
-        if key not in _contexts:
-            _contexts[key] = StepContext.for_environment(config)
+        if key in _contexts:
+            _contexts.move_to_end(key)
+            return _contexts[key]
+        for stale in [k for k in _contexts if k[0] == env]:
+            del _contexts[stale]
+        _contexts[key] = StepContext.for_environment(config)
+        while len(_contexts) > MAX_CONTEXTS:
+            _contexts.popitem(last=False)
         return _contexts[key]
 
 
