@@ -101,12 +101,9 @@ class RegionCache(RegionStep):
 
     def current(self, region: str) -> dict[str, Any]:
         found: dict[str, Any] = {"region": region}
-        security_group = self.own_security_group(region)
+        security_group = self.data_group_state(region)
         if security_group is not None:
-            found["security_group"] = {
-                "name": security_group["GroupName"],
-                "from_app": self.admitted_from_app(region),
-            }
+            found["security_group"] = security_group
         subnets = self._subnet_group(region)
         if subnets is not None:
             found["subnet_group"] = subnets["CacheSubnetGroupName"]

@@ -175,17 +175,19 @@ class RegionStep(Step):
         found = self.client("ec2", region).describe_security_groups(Filters=filters)
         return found["SecurityGroups"][0] if found["SecurityGroups"] else None
 
-    def admitted_from_app(self, region: str) -> list[int] | None:
-        """The ports this step's security group opens to the app's group (None: no group)."""
+    def data_group_state(self, region: str) -> dict[str, Any] | None:
+        """This step's data-store security group as `current` reports it: its name and the
+        ports it opens to the app's group (None: no group)."""
         group = self.own_security_group(region)
         if group is None:
             return None
         app = self.security_group("app", region)
-        return sorted(
+        ports = sorted(
             r["FromPort"]
             for r in group.get("IpPermissions", [])
             if any(p.get("GroupId") == app for p in r.get("UserIdGroupPairs", []))
         )
+        return {"name": group["GroupName"], "from_app": ports}
 
     def make_data_group(self, suffix: str, port: int) -> str:
         """A security group for a data store in the second region's VPC, open on `port` to
@@ -211,7 +213,8 @@ class RegionStep(Step):
             group_id = made
         else:
             group_id = group["GroupId"]
-        if port not in (self.admitted_from_app(str(self.region)) or []):
+        state = self.data_group_state(str(self.region))
+        if port not in (state["from_app"] if state else []):
             ec2.authorize_security_group_ingress(
                 GroupId=group_id,
                 IpPermissions=[

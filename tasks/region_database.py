@@ -173,12 +173,9 @@ class RegionDatabase(RegionStep):
 
     def current(self, region: str) -> dict[str, Any]:
         found: dict[str, Any] = {"region": region}
-        group = self.own_security_group(region)
-        if group is not None:
-            found["security_group"] = {
-                "name": group["GroupName"],
-                "from_app": self.admitted_from_app(region),
-            }
+        security_group = self.data_group_state(region)
+        if security_group is not None:
+            found["security_group"] = security_group
         replica = self._replica(region)
         attached = ((replica or {}).get("DBParameterGroups") or [{}])[0]
         name = attached.get("DBParameterGroupName")
