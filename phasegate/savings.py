@@ -46,6 +46,13 @@ STEP_COMPONENTS: dict[str, str] = {
     "compute": "Compute",
     "database": "Database",
     "cache": "Cache",
+    "spot": "Compute",
+}
+REGION_PART_COMPONENTS: dict[str, str] = {
+    "compute": "Compute",
+    "database": "Database",
+    "cache": "Cache",
+    "alb": "Load Balancer",
 }
 OTHER = "Other"
 NO_BILLING_DATA = "no billing data yet"
@@ -101,7 +108,13 @@ class Completion(BaseModel):
 
 
 def step_component(step_id: str) -> str:
-    return STEP_COMPONENTS.get(step_id.split(".", 1)[0], OTHER)
+    """The component a step's estimate is set against. The bill groups by service, not by
+    region, so each part of the second region (regions.expand.database, ...) counts with its
+    service's component, where Cost Explorer puts its cost too."""
+    head, _, rest = step_id.partition(".")
+    if head == "regions":
+        return REGION_PART_COMPONENTS.get(rest.rsplit(".", 1)[-1], OTHER)
+    return STEP_COMPONENTS.get(head, OTHER)
 
 
 def phase_completion(config: EnvironmentConfig, phase: int, step_ids: list[str]) -> Completion:

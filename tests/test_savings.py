@@ -19,7 +19,7 @@ from phasegate.config import EnvironmentConfig, parse_environment
 from phasegate.ledger import Ledger
 from phasegate.report import MigrationFailed
 from phasegate.sandbox.billing import cost_and_usage_result, queue_cost_and_usage
-from phasegate.savings import SavingsReport, tag_filter
+from phasegate.savings import SavingsReport, step_component, tag_filter
 from phasegate.steps import Change, Record, Reversibility
 
 MONTH = 730 / 24  # days in the price table's month
@@ -225,3 +225,21 @@ def test_changes_before_a_drift_or_rollback_no_longer_count(sandbox: str, tmp_pa
         assert head is not None
         ledger.append(head.model_copy(update={"outcome": "rolled_back", "change": None}))
     assert _savings(config).phases[0].status == "not completed"
+
+
+@pytest.mark.parametrize(
+    ("step_id", "component"),
+    [
+        ("nat.remove", "NAT Gateway"),
+        ("spot.enable", "Compute"),
+        ("regions.expand.database", "Database"),
+        ("regions.expand.alb", "Load Balancer"),
+        ("regions.expand.dns", "Other"),
+        ("cdn.enable", "Other"),
+    ],
+)
+def test_a_steps_estimate_is_set_against_its_services_component(
+    step_id: str, component: str
+) -> None:
+    """Cost Explorer bills the second region's replica as RDS, so its estimate is Database's."""
+    assert step_component(step_id) == component
