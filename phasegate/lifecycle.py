@@ -39,7 +39,7 @@ from phasegate.steps import (
     flatten,
     utcnow,
 )
-from phasegate.terraform.executor import executed
+from phasegate.terraform.executor import OUTSIDE_TERRAFORM, executed, outside_terraform
 from phasegate.waiting import wait_until
 
 
@@ -86,6 +86,8 @@ def plan(step: Step) -> Change | None:
         obs = step.observe()
         log.info("step.observed")
         change = step.plan(obs)
+        if change is not None and change.actions and outside_terraform(step):
+            change = change.model_copy(update={"actions": [*change.actions, OUTSIDE_TERRAFORM]})
         log.info(
             "step.planned",
             change=change.summary if change else None,

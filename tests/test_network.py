@@ -14,6 +14,7 @@ from phasegate.inventory import Inventory, discover
 from phasegate.lifecycle import StepFailed, execute, plan, undo
 from phasegate.sandbox.app import is_mutating
 from phasegate.steps import StepContext
+from phasegate.terraform.executor import OUTSIDE_TERRAFORM
 from tasks.nat_assess import NatAssessment, render_markdown
 from tasks.nat_remove import NatRemoval
 
@@ -248,6 +249,20 @@ def test_plan_is_read_only_and_prices_the_change(
     assert move["security_groups"] == svc["security_groups"]  # the app SG admits only the ALB
     assert before["s3_endpoints"] == {before["vpcs"][0]: None}
     assert any(a.startswith("ec2: release Elastic IP") for a in change.actions)
+
+
+def test_under_the_terraform_executor_the_plan_says_it_acts_outside_terraform(
+    seeded: EnvironmentConfig,
+) -> None:
+    """nat.remove has no Terraform variables yet: the approver is told the stack will drift."""
+    via_terraform = seeded.model_copy(
+        update={"executor": seeded.executor.model_copy(update={"via": "terraform"})}
+    )
+    change = plan(NatRemoval(StepContext.for_environment(via_terraform)))
+    assert change is not None and change.actions[-1] == OUTSIDE_TERRAFORM
+    api = plan(NatRemoval(StepContext.for_environment(seeded)))
+    assert api is not None and OUTSIDE_TERRAFORM not in api.actions
+    assert api.digest() == change.digest()  # the note never changes what is approved
 
 
 def test_remove_nat_gateways_then_rerun_changes_nothing(

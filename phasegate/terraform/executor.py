@@ -250,6 +250,19 @@ class TerraformStep(Step):
             )
 
 
+OUTSIDE_TERRAFORM = (
+    "NOT through Terraform: this step declares no Terraform variables yet, so it acts with "
+    "the AWS API and the stack's next `terraform plan` shows its change as drift (its next "
+    "apply would undo it) until the stack's code says the same; see terraform/README.md"
+)
+
+
+def outside_terraform(step: Step) -> bool:
+    """A step the environment asks to run through Terraform that can only act with the API:
+    the operator approving it must know the stack will not know of it."""
+    return step.ctx.config.executor.via == "terraform" and not isinstance(step, TerraformStep)
+
+
 def executed(step: Step) -> Step:
     """The step as the environment's executor runs it: through Terraform when the config
     says `executor: terraform` and the step declares its decisions, else the step itself."""
