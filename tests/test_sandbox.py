@@ -23,6 +23,7 @@ from phasegate.errors import PhasegateError
 from phasegate.home import generated_environments_dir
 from phasegate.inventory import discover
 from phasegate.ledger import Ledger
+from phasegate.local_server import stop_server
 from phasegate.sandbox import cli
 from phasegate.sandbox.server import (
     SandboxState,
@@ -48,6 +49,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A PHASEGATE_HOME of the test's own; whatever sandbox the test started is stopped after."""
     monkeypatch.setenv("PHASEGATE_HOME", str(tmp_path / "home"))
     yield tmp_path / "home"
+    stop_server()  # the local Prefect server `sandbox up` on the command line started
     result = stop_sandbox(timeout=5)
     if result.state is not None:
         assert not _pid_alive(result.state.pid)

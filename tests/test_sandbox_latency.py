@@ -27,6 +27,7 @@ from conftest import free_port
 from typer.testing import CliRunner
 
 from phasegate.config import EnvironmentConfig, load_environment
+from phasegate.local_server import stop_server
 from phasegate.sandbox import cli
 from phasegate.sandbox.latency import BASE_SECONDS
 from phasegate.sandbox.server import state_path, stop_sandbox
@@ -545,4 +546,5 @@ def test_cli_up_latency_sets_the_daemons_factor_and_seeds_a_settled_environment(
         bad = CliRunner().invoke(cli.app, ["up", "--latency", "-1"])
         assert bad.exit_code == 2
     finally:
+        stop_server()  # the local Prefect server `sandbox up` started in this home
         stop_sandbox(timeout=5)
