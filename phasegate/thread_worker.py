@@ -13,7 +13,7 @@ in one process that has imported the code once.
 What a thread gives up against a process, and why it is acceptable here:
 - a run is not killed from outside: cancelling a *running* run is not carried out (a run
   suspended for approval holds no thread and is cancelled as usual); each step has its own
-  timeout (`executor.step_timeout_seconds`), which ends a stuck run;
+  timeout (`phases.step_timeout_seconds`), which ends a stuck run;
 - one crash of the interpreter ends every run in it: their environment locks' leases run
   out and the runs resume from their checkpoints, as after any killed worker;
 - the code is this repository's, as imported when the worker started: only deployments whose
