@@ -4,6 +4,7 @@ Tests reach AWS only through this server, exactly as the product reaches real AW
 clients with an endpoint_url. Nothing is patched in-process.
 """
 
+import contextlib
 import logging
 import os
 import signal
@@ -29,6 +30,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_until_answering(url: str, process: subprocess.Popen, seconds: float, log: Path) -> None:
+    """Return once GET `url` answers 2xx: a server a test started as a child process is up.
+    The process exiting, or `seconds` passing, is an error naming its log."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(url, timeout=2).ok:
+                return
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer (process {process.pid}); see {log}")
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -113,16 +127,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/api"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if requests.get(f"{url}/health", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"prefect server did not start; see {home / 'server.log'}")
-            time.sleep(0.5)
+        wait_until_answering(f"{url}/health", server, 90, home / "server.log")
         yield url
     finally:
         from prefect.logging.handlers import APILogHandler

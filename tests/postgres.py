@@ -14,11 +14,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import requests
+from conftest import wait_until_answering
 
 
 def _bin(name: str) -> str:
@@ -82,14 +81,7 @@ def prefect_server(port: int, database_url: str, home: Path) -> Iterator[str]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/api"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{url}/health", timeout=2).ok:
-                    break
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"prefect server did not start; see {home / 'server.log'}")
-            time.sleep(0.5)
+        wait_until_answering(f"{url}/health", server, 120, home / "server.log")
         yield url
     finally:
         os.killpg(server.pid, signal.SIGTERM)

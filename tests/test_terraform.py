@@ -14,14 +14,13 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from conftest import free_port, write_environment
+from conftest import free_port, wait_until_answering, write_environment
 
 from phasegate import lifecycle
 from phasegate.aws import AwsClients
@@ -90,22 +89,15 @@ def tf_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     process, so an in-process server would share it with the session's, which other tests
     reset (a reset in the middle of this module's two-minute apply lost its database)."""
     port = free_port()
-    log = (tmp_path_factory.mktemp("tf-sandbox") / "sandbox.log").open("w")
+    log_path = tmp_path_factory.mktemp("tf-sandbox") / "sandbox.log"
+    log = log_path.open("w")
     daemon = subprocess.Popen(
         [sys.executable, "-m", "phasegate.sandbox.daemon", "--port", str(port)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{url}/moto-api/", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            assert daemon.poll() is None and time.monotonic() < deadline, "sandbox never started"
-            time.sleep(0.2)
+        wait_until_answering(f"{url}/moto-api/", daemon, 60, log_path)
         yield url
     finally:
         daemon.terminate()
