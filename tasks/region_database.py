@@ -19,6 +19,7 @@ from phasegate.inventory import DATABASE_IAM_ACTIONS, Database, Discovery
 from phasegate.steps import Settling, StepRefused
 from tasks.region_common import (
     ALB_STEP,
+    NETWORK_STEP,
     PRICING_IAM_ACTIONS,
     RegionStep,
     missing,
@@ -238,7 +239,7 @@ class RegionDatabase(RegionStep):
             rds.create_db_subnet_group(
                 DBSubnetGroupName=desired["subnet_group"],
                 DBSubnetGroupDescription=f"phasegate {self.ctx.config.name}: read replica",
-                SubnetIds=self.ec2_ids("subnets", "regions.expand.network"),
+                SubnetIds=self.ec2_ids("subnets", NETWORK_STEP),
                 Tags=tag_list(self.tags()),
             )
             self.progress(subnet_group=desired["subnet_group"])
