@@ -14,6 +14,10 @@ what moto lacks and a migration needs is answered here, in AWS's own wire format
 - DescribeTargetHealth: a target whose security groups do not admit the ALB is unhealthy,
   as AWS's failed health check says it (phasegate.sandbox.target_reachability).
 
+A retried attempt (the same `amz-sdk-invocation-id`, attempt 2 or later) of a request the
+sandbox already answered gets that answer again instead of running twice
+(phasegate.sandbox.retried_attempts).
+
 The call log records each request's service and action at the server, which is how tests
 prove that a re-run or a `plan` makes no mutating call. Read it with
 GET /_phasegate/calls; clear it with DELETE /_phasegate/calls.
@@ -55,6 +59,7 @@ from phasegate.sandbox.latency import Latency, SpecError, account_and_region, ch
 from phasegate.sandbox.phase2_gaps import Phase2Gaps
 from phasegate.sandbox.rds_resource_ids import RdsResourceIds
 from phasegate.sandbox.region_gaps import RegionGaps
+from phasegate.sandbox.retried_attempts import RetriedAttempts
 from phasegate.sandbox.target_reachability import TargetReachability
 
 ORDERABLE_ENGINES = {"postgres": ["13.15", "14.12", "15.7", "15.8", "16.3", "16.4", "17.2"]}
@@ -235,6 +240,7 @@ class SandboxApp:
         self.latency = Latency(latency)
         self._lock = threading.Lock()
         self._faults_cleared = threading.Event()  # set (and replaced) by DELETE faults
+        self.attempts = RetriedAttempts()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -254,6 +260,10 @@ class SandboxApp:
         if action:
             with self._lock:
                 self.calls.append({"service": service, "action": action})
+            replayed = self.attempts.replay(environ, start_response)
+            if replayed is not None:
+                return replayed
+            with self._lock:
                 fault = next((f for f in self.faults if f.strikes(action)), None)
                 cleared = self._faults_cleared
             if fault is not None:
@@ -264,6 +274,21 @@ class SandboxApp:
                 )
                 start_response(status, [("Content-Type", content_type)])
                 return [body]
+        return self.attempts.answer(
+            environ,
+            start_response,
+            lambda respond: self._answer(environ, respond, service, action, params),
+        )
+
+    def _answer(
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        service: str,
+        action: str,
+        params: dict[str, list[str]],
+    ) -> Iterable[bytes]:
+        """The sandbox's answer: a gap filled here, else moto's (with the latency model)."""
         filled = gaps.answer(service, action, params, environ)
         if filled is not None:
             status, content_type, body = filled
@@ -283,9 +308,13 @@ class SandboxApp:
             return [body]
         with self.latency.lock:
             self.latency.settle()
-            return self.latency.dispatch(
-                service, action, params, environ, start_response, self.moto
-            )
+            return [
+                b"".join(
+                    self.latency.dispatch(
+                        service, action, params, environ, start_response, self.moto
+                    )
+                )
+            ]
 
     def _identify(self, environ: dict[str, Any]) -> tuple[str, str, dict[str, list[str]]]:
         """Service and action of a request, for both the query and the JSON protocols."""
