@@ -290,6 +290,25 @@ class Step(ABC):
         Terraform form and always calls AWS itself."""
         return {}
 
+    def terraform_stages(self) -> list[dict[str, Any]]:
+        """`terraform_decisions` split into the applies they need, in order. One apply for
+        most steps; a change that is only safe in order (nat.remove: the service out of the
+        private subnets before the gateways go, back in only after they return) is applied
+        stage by stage, `terraform_stage_applied` waited out after each, and rolled back in
+        reverse."""
+        decisions = self.terraform_decisions()
+        return [decisions] if decisions else []
+
+    def terraform_blockers(self, change: Change) -> list[str]:
+        """What stops the step's `change` (its own plan) from being made through Terraform,
+        which the API executor would have fixed with calls of its own behind the stack."""
+        return []
+
+    def terraform_stage_applied(self) -> None:
+        """Wait until what the last stage's apply started has settled in AWS, before the next
+        stage (or the verification) reads it. Terraform itself waits for most resources."""
+        return None
+
     def target_hash(self) -> str:
         blob = json.dumps(self.target(), sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]

@@ -25,7 +25,7 @@ from phasegate.steps import (
     VerificationFailed,
     diff_entry,
 )
-from tasks import data_access, data_acl
+from tasks import data_access, data_acl, nat_terraform
 from tasks.nat_routes import (
     GONE_NAT_STATES,
     LIVE_NAT_STATES,
@@ -108,6 +108,23 @@ class NatRemoval(Step):
         "ec2:ReleaseAddress",
         "ec2:AllocateAddress",
     )
+
+    # ------------------------------------------------------------------ through Terraform
+
+    def terraform_decisions(self) -> dict[str, Any]:
+        """The tasks in the public subnets, the S3 endpoint, no NAT (tasks.nat_terraform)."""
+        return {k: v for stage in nat_terraform.STAGES for k, v in stage.items()}
+
+    def terraform_stages(self) -> list[dict[str, Any]]:
+        return [dict(stage) for stage in nat_terraform.STAGES]
+
+    def terraform_blockers(self, change: Change) -> list[str]:
+        return nat_terraform.blockers(self.clients, change)
+
+    def terraform_stage_applied(self) -> None:
+        """Every ECS service of the environment stable: the move's rolling replacement done."""
+        for service in self.ctx.inventory().services:
+            self._wait_stable(service.cluster, service.name)
 
     # ------------------------------------------------------------------ helpers
 

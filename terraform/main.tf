@@ -16,6 +16,7 @@ module "network" {
   cidr               = var.vpc_cidr
   azs                = slice(data.aws_availability_zones.available.names, 0, var.az_count)
   enable_nat_gateway = var.enable_nat_gateway
+  enable_s3_endpoint = var.enable_s3_endpoint
   tags               = local.tags
 }
 

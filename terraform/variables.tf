@@ -38,6 +38,12 @@ variable "enable_nat_gateway" {
   default     = true
 }
 
+variable "enable_s3_endpoint" {
+  description = "An S3 gateway endpoint on every route table even while NAT runs (nat.remove adds it before the gateways go; without NAT it is always there)."
+  type        = bool
+  default     = false
+}
+
 variable "service_subnets" {
   description = "Where the app runs: private (egress through NAT) or public (public IP, SG admits only the ALB)."
   type        = string

@@ -9,12 +9,12 @@ import requests
 from phasegate.aws import recording_calls
 from phasegate.config import EnvironmentConfig
 from phasegate.cost import load_price_table, price_inventory
-from phasegate.errors import PhasegateError
+from phasegate.errors import ConfigError, PhasegateError
 from phasegate.inventory import Inventory, discover
 from phasegate.lifecycle import StepFailed, execute, plan, undo
 from phasegate.sandbox.app import is_mutating
 from phasegate.steps import StepContext
-from phasegate.terraform.executor import OUTSIDE_TERRAFORM
+from tasks import nat_terraform
 from tasks.nat_assess import NatAssessment, render_markdown
 from tasks.nat_remove import NatRemoval
 
@@ -251,18 +251,43 @@ def test_plan_is_read_only_and_prices_the_change(
     assert any(a.startswith("ec2: release Elastic IP") for a in change.actions)
 
 
-def test_under_the_terraform_executor_the_plan_says_it_acts_outside_terraform(
+def test_under_the_terraform_executor_nat_remove_goes_through_the_stack(
     seeded: EnvironmentConfig,
 ) -> None:
-    """nat.remove has no Terraform variables yet: the approver is told the stack will drift."""
+    """nat.remove declares its Terraform decisions, so it never acts behind the stack: without
+    terraform.dir it is bad input naming the environment, the step and the field."""
     via_terraform = seeded.model_copy(
         update={"executor": seeded.executor.model_copy(update={"via": "terraform"})}
     )
-    change = plan(NatRemoval(StepContext.for_environment(via_terraform)))
-    assert change is not None and change.actions[-1] == OUTSIDE_TERRAFORM
-    api = plan(NatRemoval(StepContext.for_environment(seeded)))
-    assert api is not None and OUTSIDE_TERRAFORM not in api.actions
-    assert api.digest() == change.digest()  # the note never changes what is approved
+    with pytest.raises(ConfigError, match=r"^demo: step nat.remove: .*terraform.dir is not set"):
+        plan(NatRemoval(StepContext.for_environment(via_terraform)))
+
+
+def test_through_terraform_a_data_store_admitting_private_cidrs_blocks_the_removal(
+    ctx: StepContext,
+) -> None:
+    """The seed's data group admits the private subnets' CIDRs only (the common Terraform
+    pattern): the API executor adds the app's group; through Terraform that is the stack's
+    job, so the step is blocked, naming each data store, group, port and the app's group."""
+    change = plan(NatRemoval(ctx))
+    assert change is not None and not change.blockers
+    [move] = change.desired["services"]
+    [app] = move["security_groups"]
+    found = nat_terraform.blockers(ctx.clients, change)
+    assert len(found) == 2
+    [group_id] = change.desired["data_store_groups"]  # RDS and Redis share the seed's group
+    for port in (5432, 6379):
+        [line] = [b for b in found if f"admits tcp {port} from the private subnets only" in b]
+        assert line.startswith(f"RDS demo-db: security group {group_id} admits")
+        assert "ECS service demo-cluster/demo-api moved to the public subnets" in line
+        assert f"admit the app's security group {app} there in the stack" in line
+
+    admit_app = [
+        {"IpProtocol": "tcp", "FromPort": p, "ToPort": p, "UserIdGroupPairs": [{"GroupId": app}]}
+        for p in (5432, 6379)
+    ]
+    ctx.clients.ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=admit_app)
+    assert nat_terraform.blockers(ctx.clients, plan(NatRemoval(ctx))) == []
 
 
 def test_remove_nat_gateways_then_rerun_changes_nothing(

@@ -16,9 +16,10 @@ from flows.rollback import rollback_phase
 from phasegate.checkpoints import checkpoint_storage
 from phasegate.cli import app
 from phasegate.config import EnvironmentConfig, parse_environment
-from phasegate.lifecycle import execute
+from phasegate.lifecycle import execute, plan
 from phasegate.sandbox.app import is_mutating
 from phasegate.steps import StepContext
+from phasegate.terraform.executor import OUTSIDE_TERRAFORM
 from tasks.compute import GravitonCompute
 from tasks.spot import SpotEnable
 
@@ -131,6 +132,22 @@ def test_spot_on_ec2_is_a_mixed_instances_group_and_rolls_back(
     step.rollback(record)
     step.verify_rollback(record)
     assert capacity(config) == before
+
+
+def test_under_the_terraform_executor_an_api_only_step_says_it_acts_outside_terraform(
+    seeded: EnvironmentConfig, tmp_path: Path
+) -> None:
+    """spot.enable has no Terraform variables yet: the approver is told the stack will drift."""
+    endpoint = str(seeded.aws.endpoint_url)
+    config = parse_environment(write_environment(tmp_path, "demo", endpoint, services=NON_CRITICAL))
+    via_terraform = config.model_copy(
+        update={"executor": config.executor.model_copy(update={"via": "terraform"})}
+    )
+    change = plan(SpotEnable(StepContext.for_environment(via_terraform)))
+    assert change is not None and change.actions[-1] == OUTSIDE_TERRAFORM
+    api = plan(SpotEnable(StepContext.for_environment(config)))
+    assert api is not None and OUTSIDE_TERRAFORM not in api.actions
+    assert api.digest() == change.digest()  # the note never changes what is approved
 
 
 def test_a_critical_service_marked_for_spot_is_refused_naming_the_field(

@@ -37,7 +37,11 @@ def test_every_variable_a_step_sets_is_declared_with_its_type(tmp_path: Path, co
     ctx = StepContext(config=config, clients=None)  # type: ignore[arg-type]  # never called
     set_by_steps = {}
     for step_class in STEPS.values():
-        set_by_steps.update(step_class(ctx).terraform_decisions())
+        step = step_class(ctx)
+        set_by_steps.update(step.terraform_decisions())
+        in_stages = [d for stage in step.terraform_stages() for d in stage.items()]
+        assert dict(in_stages) == step.terraform_decisions(), step.id  # each decision once
+        assert len(in_stages) == len(step.terraform_decisions()), step.id
     assert set_by_steps, "no step has a Terraform form"
     for decision, value in set_by_steps.items():
         assert decision in DECISIONS

@@ -8,11 +8,16 @@ migration decisions it stands for (`Step.terraform_decisions`) runs through `Ter
   and the step's own observation of AWS (for the cost delta and its refusals);
 - plan: the decisions as variable changes, `terraform plan -out` on them, and `show -json`
   summarized (adds, changes, destroys per address; replacements and destroys of data flagged
-  dangerous) into the Change the operator approves;
+  dangerous) into the Change the operator approves, with the step's own blockers and those
+  only the stack can lift (`Step.terraform_blockers`);
 - apply: exactly that saved plan (re-planned, and refused if different, when the Change is an
-  older one), then the variables written to phasegate.auto.tfvars.json;
+  older one), then the variables written to phasegate.auto.tfvars.json. A step whose change
+  is only safe in order (`Step.terraform_stages`) is applied stage by stage instead, each
+  waited out (`Step.terraform_stage_applied`) before the next; a resumed run skips the stages
+  the stack already has;
 - verify: still AWS's word, through the step's own reading: nothing left to change there;
-- rollback: the variables from before, planned and applied the same way; verify_rollback:
+- rollback: the variables from before, planned and applied the same way (a staged change's
+  stages in reverse); verify_rollback:
   `terraform plan -detailed-exitcode` is clean again.
 
 A step that declares no decisions runs as it always does (the API executor).
@@ -153,17 +158,31 @@ class TerraformStep(Step):
             for k, v in desired.items()
             if obs.variables.get(k) != v
         )
+        stages = self.inner.terraform_stages()
+        in_order = (
+            [
+                f"terraform applies in {len(stages)} stages, each settled before the next: "
+                + "; then ".join(
+                    ", ".join(f"{self.settings.variable(k)} = {v!r}" for k, v in stage.items())
+                    for stage in stages
+                )
+            ]
+            if len(stages) > 1
+            else []
+        )
         change = self.change(
             f"terraform: {settings}" + (f" ({inner.summary})" if inner else ""),
             [
                 *summary.lines(),
+                *in_order,
                 f"terraform apply of the saved plan: {summary.adds} to add, "
                 f"{summary.changes} to change, {summary.destroys} to destroy",
             ],
             inner.monthly_cost_delta if inner else 0.0,
             reversibility=inner.reversibility if inner else NO_DISRUPTION,
             before={"variables": obs.variables},
-            desired={"variables": desired, "plan": summary.model_dump()},
+            desired={"variables": desired, "plan": summary.model_dump(), "stages": stages},
+            blockers=[*inner.blockers, *self.inner.terraform_blockers(inner)] if inner else [],
         )
         self._saved = (change.digest(), plan_file)
         return change
@@ -182,9 +201,34 @@ class TerraformStep(Step):
         self.stack.write_variables({**self.stack.variables(), **self._named(decisions)})
         return summary.model_dump()
 
+    def _apply_in_stages(self, start: dict[str, Any], stages: list[dict[str, Any]]) -> None:
+        """From the variables `start`, apply each stage's values on top of the last, skipping
+        a stage the stack already has (a resumed run), each waited out before the next."""
+        values = dict(start)
+        for number, stage in enumerate(stages, 1):
+            values.update(stage)
+            current = self._current()
+            if any(current.get(k) != v for k, v in stage.items()):
+                self._apply_variables(values, None)
+                self.progress(variables=values, stage=number)
+            self.inner.terraform_stage_applied()
+
     def apply(self, change: Change) -> dict[str, Any]:
         desired = change.desired["variables"]
-        if self._saved is not None and self._saved[0] == change.digest():
+        stages = change.desired.get("stages") or [desired]
+        before = (change.before or {}).get("variables") or {}
+        if len(stages) > 1:
+            plan = change.desired["plan"]
+            just_planned = self._saved is not None and self._saved[0] == change.digest()
+            if not just_planned and self._current() == before:  # Terraform must still agree
+                _, summary = self._saved_plan(desired)
+                if summary.model_dump() != plan:
+                    raise PlanChanged(
+                        f"{self.where}: Terraform now plans {summary.lines() or 'no changes'}, "
+                        "not the approved plan; nothing was applied, plan and approve again"
+                    )
+            self._apply_in_stages(before, stages)
+        elif self._saved is not None and self._saved[0] == change.digest():
             with stack_lock(self.stack.directory):
                 self.stack.apply_saved(self._saved[1])
             self.stack.write_variables({**self.stack.variables(), **self._named(desired)})
@@ -235,8 +279,15 @@ class TerraformStep(Step):
         )
 
     def rollback(self, record: Record) -> None:
+        """The variables from before, in one apply; a staged change's stages undone in
+        reverse, each waited out before the next."""
         before = self._before(record)
         if not before:
+            return
+        stages = (record.change.desired.get("stages") if record.change else None) or []
+        if len(stages) > 1:
+            undo = [{k: before[k] for k in stage if k in before} for stage in reversed(stages)]
+            self._apply_in_stages(self._current(), [*undo, before])
             return
         self._apply_variables(before, None)
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DECISIONS = (
     "enable_nat_gateway",
+    "enable_s3_endpoint",
     "service_subnets",
     "compute_mode",
     "cpu_architecture",

@@ -87,9 +87,10 @@ resource "aws_route" "private_nat" {
   nat_gateway_id         = aws_nat_gateway.this[count.index].id
 }
 
-# Without NAT, S3 (ECR's image layers) is reached through a free gateway endpoint.
+# Without NAT, S3 (ECR's image layers) is reached through a free gateway endpoint; nat.remove
+# asks for it (enable_s3_endpoint) in the apply before the one that removes the gateways.
 resource "aws_vpc_endpoint" "s3" {
-  count             = var.enable_nat_gateway ? 0 : 1
+  count             = var.enable_s3_endpoint || !var.enable_nat_gateway ? 1 : 0
   vpc_id            = aws_vpc.this.id
   service_name      = "com.amazonaws.${data.aws_region.current.name}.s3"
   vpc_endpoint_type = "Gateway"

@@ -18,6 +18,12 @@ variable "enable_nat_gateway" {
   type        = bool
 }
 
+variable "enable_s3_endpoint" {
+  description = "The S3 gateway endpoint while NAT runs too (without NAT it is always made)."
+  type        = bool
+  default     = false
+}
+
 variable "tags" {
   description = "Tags on every resource."
   type        = map(string)
