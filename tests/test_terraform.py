@@ -3,9 +3,10 @@ over HTTP, and the Terraform executor running steps on it.
 
 One stack is applied once for the whole module (about 110 s, the provider's own polling) and
 the tests run in file order on it: the drift and plan checks first, then a failing apply,
-then the resize it left journaled resumed and rolled back, then a locked state, then the
-Fargate move, then the EC2 group (its rollback undoes both compute moves), then phase 2's
-scaling, monitoring and database tuning. Provider installation uses a CLI config built here
+then the resize it left journaled resumed and rolled back, then a locked state, a drifted
+stack, then the NAT removal (before the compute moves, as in phase 1), then the Fargate move,
+then the EC2 group (its rollback undoes both compute moves), then phase 2's scaling,
+monitoring and database tuning. Provider installation uses a CLI config built here
 with the machine's provider filesystem mirror (`find / -maxdepth 3 -name tf-plugins`);
 nothing reaches the network.
 """
@@ -277,6 +278,119 @@ def test_a_drifted_stack_stops_the_phase_unless_accepted(stack: EnvironmentConfi
         )
 
 
+def _calls(endpoint: str) -> list[str]:
+    calls = requests.get(f"{endpoint}/_phasegate/calls", timeout=10).json()
+    return [f"{c['service']}:{c['action']}" for c in calls]
+
+
+def _network(clients: AwsClients) -> dict[str, Any]:
+    """What nat.remove changes, as AWS shows it."""
+    service = clients.ecs.describe_services(cluster=f"{ENV}-cluster", services=[f"{ENV}-api"])
+    awsvpc = service["services"][0]["networkConfiguration"]["awsvpcConfiguration"]
+    subnets = clients.ec2.describe_subnets(SubnetIds=awsvpc["subnets"])["Subnets"]
+    names = [{t["Key"]: t["Value"] for t in s["Tags"]}["Name"] for s in subnets]
+    [vpc_id] = {s["VpcId"] for s in subnets}
+    by_vpc = [{"Name": "vpc-id", "Values": [vpc_id]}]
+    nats = clients.ec2.describe_nat_gateways(Filter=by_vpc)["NatGateways"]
+    endpoints = clients.ec2.describe_vpc_endpoints(Filters=by_vpc)["VpcEndpoints"]
+    return {
+        "service_subnets": sorted({name.split("-")[1] for name in names}),  # ENV-private-AZ
+        "assign_public_ip": awsvpc["assignPublicIp"],
+        "live_nat_gateways": len([n for n in nats if n["State"] not in ("deleting", "deleted")]),
+        "s3_endpoints": len([e for e in endpoints if e["State"].lower() != "deleted"]),
+    }
+
+
+def test_nat_removal_through_terraform_applies_in_order_and_rolls_back_in_reverse(
+    stack: EnvironmentConfig, tf_sandbox: str
+) -> None:
+    """nat.remove as two applies: the tasks to the public subnets (and the S3 endpoint), then
+    no NAT. The sandbox's call log shows the order; a run whose second apply failed resumes
+    there; rollback brings the gateways and routes back before the tasks return. A data store
+    admitting the app only by the private subnets' addresses blocks it, since phasegate adds
+    no rule behind the stack."""
+    clients = AwsClients(stack.aws)
+    step = _step(stack, "nat.remove")
+    assert _network(clients) == {
+        "service_subnets": ["private"],
+        "assign_public_ip": "DISABLED",
+        "live_nat_gateways": 2,
+        "s3_endpoints": 0,
+    }
+
+    [data] = clients.ec2.describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": [f"{ENV}-data"]}]
+    )["SecurityGroups"]
+    private = [{"CidrIp": s.cidr} for s in discover(stack).subnets if not s.public]
+    by_hand = [{"IpProtocol": "tcp", "FromPort": 11211, "ToPort": 11211, "IpRanges": private}]
+    clients.ec2.authorize_security_group_ingress(GroupId=data["GroupId"], IpPermissions=by_hand)
+    try:
+        blocked = lifecycle.plan(step)
+    finally:
+        clients.ec2.revoke_security_group_ingress(GroupId=data["GroupId"], IpPermissions=by_hand)
+    assert blocked is not None
+    assert len(blocked.blockers) == 1, blocked.blockers
+    [blocker] = blocked.blockers
+    assert "admits tcp 11211 from the private subnets only" in blocker
+    assert "there in the stack, apply, then plan again" in blocker
+
+    change = lifecycle.plan(step)
+    assert change is not None and change.blockers == []
+    assert change.desired["stages"] == [
+        {"service_subnets": "public", "enable_s3_endpoint": True},
+        {"enable_nat_gateway": False},
+    ]
+    lines = set(change.actions)
+    assert "terraform update module.compute_ecs[0].aws_ecs_service.app" in lines
+    assert "terraform create module.network.aws_vpc_endpoint.s3[0]" in lines
+    assert "terraform delete module.network.aws_nat_gateway.this[1]" in lines
+    assert any(a.startswith("terraform applies in 2 stages") for a in change.actions)
+    assert len(change.reversibility.irreversible) == 2  # the gateways' Elastic IPs
+
+    requests.delete(f"{tf_sandbox}/_phasegate/calls", timeout=10).raise_for_status()
+    _faults(tf_sandbox, {"action": "DeleteNatGateway", "code": "UnauthorizedOperation"})
+    try:  # the second apply fails: the first one's move stays, journaled
+        with pytest.raises(lifecycle.StepFailed, match="UnauthorizedOperation"):
+            lifecycle.execute(step, "run", approved_digest=change.digest())
+    finally:
+        _faults(tf_sandbox)
+    calls = _calls(tf_sandbox)
+    moved = calls.index("ecs:UpdateService")
+    assert moved < calls.index("ec2:DeleteRoute") < calls.index("ec2:DeleteNatGateway")
+    assert calls.index("ec2:CreateVpcEndpoint") < calls.index("ec2:DeleteRoute")
+    assert _network(clients)["service_subnets"] == ["public"]
+
+    requests.delete(f"{tf_sandbox}/_phasegate/calls", timeout=10).raise_for_status()
+    assert lifecycle.execute(step, "run").outcome == "applied"  # resumes at the second apply
+    assert "ecs:UpdateService" not in _calls(tf_sandbox)
+    assert _network(clients) == {
+        "service_subnets": ["public"],
+        "assign_public_ip": "ENABLED",
+        "live_nat_gateways": 0,
+        "s3_endpoints": 1,
+    }
+    stack_ = stack_for(stack.terraform, stack.source, stack.name)
+    assert stack_.drifted() == (False, "no changes")  # Terraform and AWS agree
+
+    requests.delete(f"{tf_sandbox}/_phasegate/calls", timeout=10).raise_for_status()
+    assert lifecycle.checkpoint(step) is not None  # a second run skips the step ...
+    assert _mutating_calls(tf_sandbox) == []  # ... having changed nothing
+
+    assert lifecycle.undo(step) == "rolled back"  # verify_rollback: the plan is clean again
+    calls = _calls(tf_sandbox)
+    back = calls.index("ecs:UpdateService")
+    assert calls.index("ec2:CreateNatGateway") < calls.index("ec2:CreateRoute") < back
+    assert _network(clients) == {
+        "service_subnets": ["private"],
+        "assign_public_ip": "DISABLED",
+        "live_nat_gateways": 2,
+        "s3_endpoints": 0,
+    }
+    tfvars = json.loads((stack.terraform.dir / TFVARS_FILE).read_text())
+    assert (tfvars["enable_nat_gateway"], tfvars["service_subnets"]) == (True, "private")
+    assert tfvars["enable_s3_endpoint"] is False
+
+
 def test_fargate_arm64_through_terraform(stack: EnvironmentConfig, tf_sandbox: str) -> None:
     step = _step(stack, "compute.graviton")
     change = lifecycle.plan(step)
@@ -406,107 +520,6 @@ def test_phase2_scaling_and_db_tuning_through_terraform(
     ]
     [db] = clients.rds.describe_db_instances(DBInstanceIdentifier=f"{ENV}-db")["DBInstances"]
     assert db["DBParameterGroups"][0]["DBParameterGroupName"] == "default.postgres16"
-
-
-def _calls(endpoint: str) -> list[str]:
-    calls = requests.get(f"{endpoint}/_phasegate/calls", timeout=10).json()
-    return [f"{c['service']}:{c['action']}" for c in calls]
-
-
-def _network(clients: AwsClients) -> dict[str, Any]:
-    """What nat.remove changes, as AWS shows it."""
-    service = clients.ecs.describe_services(cluster=f"{ENV}-cluster", services=[f"{ENV}-api"])
-    awsvpc = service["services"][0]["networkConfiguration"]["awsvpcConfiguration"]
-    subnets = clients.ec2.describe_subnets(SubnetIds=awsvpc["subnets"])["Subnets"]
-    names = [{t["Key"]: t["Value"] for t in s["Tags"]}["Name"] for s in subnets]
-    [vpc_id] = {s["VpcId"] for s in subnets}
-    by_vpc = [{"Name": "vpc-id", "Values": [vpc_id]}]
-    nats = clients.ec2.describe_nat_gateways(Filter=by_vpc)["NatGateways"]
-    endpoints = clients.ec2.describe_vpc_endpoints(Filters=by_vpc)["VpcEndpoints"]
-    return {
-        "service_subnets": sorted({name.split("-")[1] for name in names}),  # ENV-private-AZ
-        "assign_public_ip": awsvpc["assignPublicIp"],
-        "live_nat_gateways": len([n for n in nats if n["State"] not in ("deleting", "deleted")]),
-        "s3_endpoints": len([e for e in endpoints if e["State"].lower() != "deleted"]),
-    }
-
-
-def test_nat_removal_through_terraform_applies_in_order_and_rolls_back_in_reverse(
-    stack: EnvironmentConfig, tf_sandbox: str
-) -> None:
-    """nat.remove as two applies: the tasks to the public subnets (and the S3 endpoint), then
-    no NAT. The sandbox's call log shows the order; rollback brings the gateways and routes
-    back before the tasks return. A data store admitting the app only by the private
-    subnets' addresses blocks it, since phasegate adds no rule behind the stack."""
-    clients = AwsClients(stack.aws)
-    step = _step(stack, "nat.remove")
-    assert _network(clients) == {
-        "service_subnets": ["private"],
-        "assign_public_ip": "DISABLED",
-        "live_nat_gateways": 2,
-        "s3_endpoints": 0,
-    }
-
-    [data] = clients.ec2.describe_security_groups(
-        Filters=[{"Name": "group-name", "Values": [f"{ENV}-data"]}]
-    )["SecurityGroups"]
-    private = [{"CidrIp": s.cidr} for s in discover(stack).subnets if not s.public]
-    by_hand = [{"IpProtocol": "tcp", "FromPort": 11211, "ToPort": 11211, "IpRanges": private}]
-    clients.ec2.authorize_security_group_ingress(GroupId=data["GroupId"], IpPermissions=by_hand)
-    try:
-        blocked = lifecycle.plan(step)
-    finally:
-        clients.ec2.revoke_security_group_ingress(GroupId=data["GroupId"], IpPermissions=by_hand)
-    assert blocked is not None
-    [blocker] = blocked.blockers
-    assert "admits tcp 11211 from the private subnets only" in blocker
-    assert "there in the stack, apply, then plan again" in blocker
-
-    change = lifecycle.plan(step)
-    assert change is not None and change.blockers == []
-    assert change.desired["stages"] == [
-        {"service_subnets": "public", "enable_s3_endpoint": True},
-        {"enable_nat_gateway": False},
-    ]
-    lines = set(change.actions)
-    assert "terraform update module.compute_ecs[0].aws_ecs_service.app" in lines
-    assert "terraform create module.network.aws_vpc_endpoint.s3[0]" in lines
-    assert "terraform delete module.network.aws_nat_gateway.this[1]" in lines
-    assert any(a.startswith("terraform applies in 2 stages") for a in change.actions)
-    assert len(change.reversibility.irreversible) == 2  # the gateways' Elastic IPs
-
-    requests.delete(f"{tf_sandbox}/_phasegate/calls", timeout=10).raise_for_status()
-    assert lifecycle.execute(step, "run", approved_digest=change.digest()).outcome == "applied"
-    calls = _calls(tf_sandbox)
-    moved = calls.index("ecs:UpdateService")
-    assert moved < calls.index("ec2:DeleteRoute") < calls.index("ec2:DeleteNatGateway")
-    assert calls.index("ec2:CreateVpcEndpoint") < calls.index("ec2:DeleteRoute")
-    assert _network(clients) == {
-        "service_subnets": ["public"],
-        "assign_public_ip": "ENABLED",
-        "live_nat_gateways": 0,
-        "s3_endpoints": 1,
-    }
-    stack_ = stack_for(stack.terraform, stack.source, stack.name)
-    assert stack_.drifted() == (False, "no changes")  # Terraform and AWS agree
-
-    requests.delete(f"{tf_sandbox}/_phasegate/calls", timeout=10).raise_for_status()
-    assert lifecycle.checkpoint(step) is not None  # a second run skips the step ...
-    assert _mutating_calls(tf_sandbox) == []  # ... having changed nothing
-
-    assert lifecycle.undo(step) == "rolled back"  # verify_rollback: the plan is clean again
-    calls = _calls(tf_sandbox)
-    back = calls.index("ecs:UpdateService")
-    assert calls.index("ec2:CreateNatGateway") < calls.index("ec2:CreateRoute") < back
-    assert _network(clients) == {
-        "service_subnets": ["private"],
-        "assign_public_ip": "DISABLED",
-        "live_nat_gateways": 2,
-        "s3_endpoints": 0,
-    }
-    tfvars = json.loads((stack.terraform.dir / TFVARS_FILE).read_text())
-    assert (tfvars["enable_nat_gateway"], tfvars["service_subnets"]) == (True, "private")
-    assert tfvars["enable_s3_endpoint"] is False
 
 
 def test_bad_terraform_input_is_refused_before_any_command(

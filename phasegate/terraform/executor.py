@@ -187,15 +187,19 @@ class TerraformStep(Step):
         self._saved = (change.digest(), plan_file)
         return change
 
-    def _apply_variables(self, decisions: dict[str, Any], approved: dict[str, Any] | None) -> dict:
-        """Plan (or reuse the saved plan) for `decisions`, check it against `approved`,
-        apply it and write the variables; the plan's summary."""
-        plan_file, summary = self._saved_plan(decisions)
-        if approved is not None and summary.model_dump() != approved:
+    def _refuse_unless(self, approved: dict[str, Any], summary: PlanSummary) -> None:
+        if summary.model_dump() != approved:
             raise PlanChanged(
                 f"{self.where}: Terraform now plans {summary.lines() or 'no changes'}, not the "
                 "approved plan; nothing was applied, plan and approve again"
             )
+
+    def _apply_variables(self, decisions: dict[str, Any], approved: dict[str, Any] | None) -> dict:
+        """Plan (or reuse the saved plan) for `decisions`, check it against `approved`,
+        apply it and write the variables; the plan's summary."""
+        plan_file, summary = self._saved_plan(decisions)
+        if approved is not None:
+            self._refuse_unless(approved, summary)
         with stack_lock(self.stack.directory):
             self.stack.apply_saved(plan_file)
         self.stack.write_variables({**self.stack.variables(), **self._named(decisions)})
@@ -221,12 +225,7 @@ class TerraformStep(Step):
             plan = change.desired["plan"]
             just_planned = self._saved is not None and self._saved[0] == change.digest()
             if not just_planned and self._current() == before:  # Terraform must still agree
-                _, summary = self._saved_plan(desired)
-                if summary.model_dump() != plan:
-                    raise PlanChanged(
-                        f"{self.where}: Terraform now plans {summary.lines() or 'no changes'}, "
-                        "not the approved plan; nothing was applied, plan and approve again"
-                    )
+                self._refuse_unless(plan, self._saved_plan(desired)[1])
             self._apply_in_stages(before, stages)
         elif self._saved is not None and self._saved[0] == change.digest():
             with stack_lock(self.stack.directory):
