@@ -178,6 +178,8 @@ class NetworkSurvey:
             eni_id = eni["NetworkInterfaceId"]
             kind = "ecs-task" if eni_id in tasks else interface_kind(eni)
             instance_id = eni.get("Attachment", {}).get("InstanceId")
+            if instance_id and instance_id not in instances:
+                continue  # its instance is terminated or shutting down: no workload is left
             instance = instances.get(instance_id or "", {})
             owner = {**tag_dict(eni.get("TagSet")), **instance.get("tags", {})}
             found.append(

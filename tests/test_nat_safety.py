@@ -118,6 +118,30 @@ def test_strays_block_plan_and_run_until_acknowledged(
     assert any(eni in a and "accepted egress loss" in a for a in removal.change.actions)
 
 
+def test_interfaces_of_terminated_instances_block_nothing(seeded: EnvironmentConfig) -> None:
+    """An Auto Scaling group in the private subnets blocks the removal; once it is deleted its
+    instances are terminated and their interfaces are no workload (AWS deletes them with the
+    instance; the sandbox, like AWS for a while, still lists them attached)."""
+    ctx = StepContext.for_environment(seeded)
+    image = ctx.clients.ec2.describe_images()["Images"][0]["ImageId"]
+    template = {"ImageId": image, "InstanceType": "t3.micro"}
+    ctx.clients.ec2.create_launch_template(LaunchTemplateName="batch", LaunchTemplateData=template)
+    autoscaling = ctx.clients.autoscaling
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="batch",
+        LaunchTemplate={"LaunchTemplateName": "batch"},
+        MinSize=2, MaxSize=2, DesiredCapacity=2,
+        VPCZoneIdentifier=",".join(private_subnets(seeded)),
+    )  # fmt: skip
+    live = plan(NatRemoval(ctx))
+    assert live is not None
+    assert sum("of Auto Scaling group batch" in b for b in live.blockers) == 2
+
+    autoscaling.delete_auto_scaling_group(AutoScalingGroupName="batch", ForceDelete=True)
+    gone = plan(NatRemoval(ctx))
+    assert gone is not None and gone.blockers == []
+
+
 def ingress(ctx: StepContext, group_id: str) -> list[dict[str, Any]]:
     [group] = ctx.clients.ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
     return sorted(
