@@ -223,9 +223,11 @@ def _run_and_kill_after(config: EnvironmentConfig, step: str) -> None:
         start_new_session=True,
     )  # fmt: skip
     killed = False
+    said: list[str] = []
     try:
         assert child.stderr is not None
         for line in child.stderr:
+            said = [*said[-19:], line.rstrip()]
             try:
                 event = json.loads(line[line.index("{") :])
             except ValueError:
@@ -238,7 +240,8 @@ def _run_and_kill_after(config: EnvironmentConfig, step: str) -> None:
         if child.poll() is None and not killed:
             os.killpg(child.pid, signal.SIGKILL)
         child.wait(timeout=60)
-    assert killed, f"the child finished without verifying {step}"
+    tail = "\n".join(said)
+    assert killed, f"the child finished without verifying {step}; its last lines:\n{tail}"
 
 
 @pytest.mark.parametrize(
