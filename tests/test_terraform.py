@@ -133,9 +133,24 @@ def _faults(endpoint: str, spec: dict[str, Any] | None = None) -> None:
         requests.post(f"{endpoint}/_phasegate/faults", json=spec, timeout=10).raise_for_status()
 
 
-def _mutating_calls(endpoint: str) -> list[str]:
+def _calls(endpoint: str) -> list[str]:
+    """The sandbox's call log, `service:Action` in the order the calls arrived."""
     calls = requests.get(f"{endpoint}/_phasegate/calls", timeout=10).json()
-    return [f"{c['service']}:{c['action']}" for c in calls if is_mutating(c["action"])]
+    return [f"{c['service']}:{c['action']}" for c in calls]
+
+
+def _mutating_calls(endpoint: str) -> list[str]:
+    return [c for c in _calls(endpoint) if is_mutating(c.split(":", 1)[1])]
+
+
+def _clear_calls(endpoint: str) -> None:
+    requests.delete(f"{endpoint}/_phasegate/calls", timeout=10).raise_for_status()
+
+
+def _second_run_changes_nothing(step: Any, endpoint: str) -> None:
+    _clear_calls(endpoint)
+    assert lifecycle.checkpoint(step) is not None  # a second run skips the step ...
+    assert _mutating_calls(endpoint) == []  # ... having changed nothing
 
 
 def _shape(inventory: Inventory) -> dict[str, Any]:
@@ -226,9 +241,7 @@ def test_cache_resize_through_terraform_resumes_holds_and_rolls_back(
     stack_ = stack_for(stack.terraform, stack.source, stack.name)
     assert stack_.drifted() == (False, "no changes")  # Terraform and AWS agree
 
-    requests.delete(f"{tf_sandbox}/_phasegate/calls", timeout=10).raise_for_status()
-    assert lifecycle.checkpoint(step) is not None  # a second run skips the step ...
-    assert _mutating_calls(tf_sandbox) == []  # ... having changed nothing
+    _second_run_changes_nothing(step, tf_sandbox)
 
     assert lifecycle.undo(step) == "rolled back"  # verify_rollback: the plan is clean again
     group = elasticache.describe_replication_groups(ReplicationGroupId=f"{ENV}-redis")
@@ -276,11 +289,6 @@ def test_a_drifted_stack_stops_the_phase_unless_accepted(stack: EnvironmentConfi
         rds.modify_db_instance(
             DBInstanceIdentifier=f"{ENV}-db", BackupRetentionPeriod=7, ApplyImmediately=True
         )
-
-
-def _calls(endpoint: str) -> list[str]:
-    calls = requests.get(f"{endpoint}/_phasegate/calls", timeout=10).json()
-    return [f"{c['service']}:{c['action']}" for c in calls]
 
 
 def _network(clients: AwsClients) -> dict[str, Any]:
@@ -347,7 +355,7 @@ def test_nat_removal_through_terraform_applies_in_order_and_rolls_back_in_revers
     assert any(a.startswith("terraform applies in 2 stages") for a in change.actions)
     assert len(change.reversibility.irreversible) == 2  # the gateways' Elastic IPs
 
-    requests.delete(f"{tf_sandbox}/_phasegate/calls", timeout=10).raise_for_status()
+    _clear_calls(tf_sandbox)
     _faults(tf_sandbox, {"action": "DeleteNatGateway", "code": "UnauthorizedOperation"})
     try:  # the second apply fails: the first one's move stays, journaled
         with pytest.raises(lifecycle.StepFailed, match="UnauthorizedOperation"):
@@ -360,7 +368,7 @@ def test_nat_removal_through_terraform_applies_in_order_and_rolls_back_in_revers
     assert calls.index("ec2:CreateVpcEndpoint") < calls.index("ec2:DeleteRoute")
     assert _network(clients)["service_subnets"] == ["public"]
 
-    requests.delete(f"{tf_sandbox}/_phasegate/calls", timeout=10).raise_for_status()
+    _clear_calls(tf_sandbox)
     assert lifecycle.execute(step, "run").outcome == "applied"  # resumes at the second apply
     assert "ecs:UpdateService" not in _calls(tf_sandbox)
     assert _network(clients) == {
@@ -372,9 +380,7 @@ def test_nat_removal_through_terraform_applies_in_order_and_rolls_back_in_revers
     stack_ = stack_for(stack.terraform, stack.source, stack.name)
     assert stack_.drifted() == (False, "no changes")  # Terraform and AWS agree
 
-    requests.delete(f"{tf_sandbox}/_phasegate/calls", timeout=10).raise_for_status()
-    assert lifecycle.checkpoint(step) is not None  # a second run skips the step ...
-    assert _mutating_calls(tf_sandbox) == []  # ... having changed nothing
+    _second_run_changes_nothing(step, tf_sandbox)
 
     assert lifecycle.undo(step) == "rolled back"  # verify_rollback: the plan is clean again
     calls = _calls(tf_sandbox)
@@ -447,9 +453,7 @@ def test_ec2_autoscaling_group_through_terraform(stack: EnvironmentConfig, tf_sa
     stack_ = stack_for(stack.terraform, stack.source, stack.name)
     assert stack_.drifted() == (False, "no changes")  # Terraform and AWS agree
 
-    requests.delete(f"{tf_sandbox}/_phasegate/calls", timeout=10).raise_for_status()
-    assert lifecycle.checkpoint(step) is not None  # a second run skips the step ...
-    assert _mutating_calls(tf_sandbox) == []  # ... having changed nothing
+    _second_run_changes_nothing(step, tf_sandbox)
 
     assert lifecycle.undo(step) == "rolled back"  # the plan is clean again
     tfvars = json.loads((stack.terraform.dir / TFVARS_FILE).read_text())
@@ -507,7 +511,7 @@ def test_phase2_scaling_and_db_tuning_through_terraform(
     budget = clients.budgets.describe_budget(AccountId=account, BudgetName=f"{ENV}-monthly")
     assert budget["Budget"]["CostFilters"] == {"TagKeyValue": [f"user:Environment${ENV}"]}
 
-    requests.delete(f"{tf_sandbox}/_phasegate/calls", timeout=10).raise_for_status()
+    _clear_calls(tf_sandbox)
     for step in (scaling, monitoring, tuning):
         assert lifecycle.checkpoint(step) is not None
     assert _mutating_calls(tf_sandbox) == []  # a second run changes nothing
