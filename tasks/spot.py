@@ -77,6 +77,33 @@ class SpotEnable(Step):
     def kind(self) -> str:
         return "ec2" if self.ctx.config.targets.compute == "ec2-asg-graviton" else "ecs"
 
+    # -- through Terraform ---------------------------------------------------------------
+
+    def terraform_decisions(self) -> dict[str, Any]:
+        """ECS: terraform/'s compute_ecs strategy with Spot and its base and weights. The
+        mixed-instances group has no Terraform form yet (the API executor makes it)."""
+        if not self.marked() or self.kind != "ecs":
+            return {}
+        spot = self.ctx.config.spot
+        return {
+            "enable_spot": True,
+            "spot_fargate_base": spot.fargate_base,
+            "spot_fargate_weight": spot.fargate_weight,
+            "spot_fargate_spot_weight": spot.fargate_spot_weight,
+        }
+
+    def terraform_blockers(self, change: Change) -> list[str]:
+        """A service on a launch type: Terraform cannot give it a strategy in place (the
+        provider replaces the service: it is deleted, an outage), which UpdateService can."""
+        return [
+            f"ECS service {key} runs on a launch type, not a capacity provider strategy: "
+            "Terraform would replace it (delete, then create: an outage) to give it one; give "
+            "the stack's service a capacity_provider_strategy of FARGATE first (terraform/'s "
+            "compute_ecs does), apply that with a new deployment, then run spot.enable"
+            for key, strategy in (change.before or {}).get("services", {}).items()
+            if not strategy
+        ]
+
     def marked(self) -> list[str]:
         return sorted(n for n, m in self.ctx.config.services.items() if m.spot)
 

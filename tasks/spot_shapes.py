@@ -14,11 +14,13 @@ def _item(provider: str, base: int, weight: int) -> dict[str, Any]:
 
 
 def strategy_of(service: dict[str, Any]) -> list[dict[str, Any]]:
-    """A DescribeServices service's strategy, every item with its base and weight."""
-    return [
+    """A DescribeServices service's strategy, every item with its base and weight, by
+    provider (the order means nothing to ECS, and Terraform sends a set in any order)."""
+    items = [
         _item(i["capacityProvider"], int(i.get("base", 0)), int(i.get("weight", 0)))
         for i in service.get("capacityProviderStrategy") or []
     ]
+    return sorted(items, key=lambda item: item["capacityProvider"])
 
 
 def service_strategy(base: int, weight: int, spot_weight: int) -> list[dict[str, Any]]:

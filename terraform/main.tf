@@ -70,7 +70,12 @@ module "compute_ecs" {
   assign_public_ip  = var.service_subnets == "public"
   security_group_id = aws_security_group.app.id
   target_group_arn  = module.alb.target_group_arn
-  tags              = local.tags
+  # Phase 3 (spot.enable)
+  enable_spot              = var.enable_spot
+  spot_fargate_base        = var.spot_fargate_base
+  spot_fargate_weight      = var.spot_fargate_weight
+  spot_fargate_spot_weight = var.spot_fargate_spot_weight
+  tags                     = local.tags
 }
 
 module "compute_ec2" {

@@ -257,3 +257,29 @@ variable "db_master_password" {
   type        = string
   sensitive   = true
 }
+
+# Phase 3
+
+variable "enable_spot" {
+  description = "Phase 3 Spot capacity (spot.enable sets true): the ECS service's strategy gains FARGATE_SPOT, or the EC2 group a mixed-instances policy."
+  type        = bool
+  default     = false
+}
+
+variable "spot_fargate_base" {
+  description = "ECS tasks always on FARGATE when Spot is on."
+  type        = number
+  default     = 1
+}
+
+variable "spot_fargate_weight" {
+  description = "FARGATE's weight above the base when Spot is on."
+  type        = number
+  default     = 1
+}
+
+variable "spot_fargate_spot_weight" {
+  description = "FARGATE_SPOT's weight above the base when Spot is on."
+  type        = number
+  default     = 3
+}

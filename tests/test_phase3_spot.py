@@ -19,7 +19,6 @@ from phasegate.config import EnvironmentConfig, parse_environment
 from phasegate.lifecycle import execute, plan
 from phasegate.sandbox.app import is_mutating
 from phasegate.steps import StepContext
-from phasegate.terraform.executor import OUTSIDE_TERRAFORM
 from tasks.compute import GravitonCompute
 from tasks.spot import SpotEnable
 
@@ -134,20 +133,21 @@ def test_spot_on_ec2_is_a_mixed_instances_group_and_rolls_back(
     assert capacity(config) == before
 
 
-def test_under_the_terraform_executor_an_api_only_step_says_it_acts_outside_terraform(
+def test_through_terraform_a_service_on_a_launch_type_blocks_spot(
     seeded: EnvironmentConfig, tmp_path: Path
 ) -> None:
-    """spot.enable has no Terraform variables yet: the approver is told the stack will drift."""
+    """The API-seeded service runs on launch type FARGATE: UpdateService gives it a strategy
+    in place, but Terraform's provider would replace it (an outage), so through Terraform the
+    step is blocked, naming the service and what to change in the stack first."""
     endpoint = str(seeded.aws.endpoint_url)
     config = parse_environment(write_environment(tmp_path, "demo", endpoint, services=NON_CRITICAL))
-    via_terraform = config.model_copy(
-        update={"executor": config.executor.model_copy(update={"via": "terraform"})}
-    )
-    change = plan(SpotEnable(StepContext.for_environment(via_terraform)))
-    assert change is not None and change.actions[-1] == OUTSIDE_TERRAFORM
-    api = plan(SpotEnable(StepContext.for_environment(config)))
-    assert api is not None and OUTSIDE_TERRAFORM not in api.actions
-    assert api.digest() == change.digest()  # the note never changes what is approved
+    step = SpotEnable(StepContext.for_environment(config))
+    assert step.terraform_decisions()["enable_spot"] is True
+    change = plan(step)
+    assert change is not None and change.blockers == []  # the API executor may go ahead
+    [blocker] = step.terraform_blockers(change)
+    assert blocker.startswith("ECS service demo-cluster/demo-api runs on a launch type")
+    assert "give the stack's service a capacity_provider_strategy of FARGATE first" in blocker
 
 
 def test_a_critical_service_marked_for_spot_is_refused_naming_the_field(

@@ -187,3 +187,55 @@ def test_budgets_keep_their_tags(clients: AwsClients) -> None:
     with pytest.raises(AwsCallError) as missing:
         budgets.list_tags_for_resource(ResourceARN=f"arn:aws:budgets::{account}:budget/none")
     assert missing.value.code == "ResourceNotFoundException"
+
+
+def test_a_service_created_with_a_strategy_keeps_it_and_has_no_launch_type(
+    clients: AwsClients,
+) -> None:
+    ecs = clients.ecs
+    ecs.create_cluster(clusterName="gaps-cluster")
+    ecs.put_cluster_capacity_providers(
+        cluster="gaps-cluster",
+        capacityProviders=["FARGATE", "FARGATE_SPOT"],
+        defaultCapacityProviderStrategy=[],
+    )
+    ecs.register_task_definition(
+        family="gaps-app",
+        requiresCompatibilities=["FARGATE"],
+        networkMode="awsvpc",
+        cpu="256",
+        memory="512",
+        containerDefinitions=[{"name": "app", "image": "nginx", "memory": 512}],
+    )
+    strategy = [{"capacityProvider": "FARGATE", "base": 1, "weight": 1}]
+    ecs.create_service(
+        cluster="gaps-cluster",
+        serviceName="gaps-strategy",
+        taskDefinition="gaps-app",
+        desiredCount=1,
+        capacityProviderStrategy=strategy,
+    )
+    ecs.create_service(
+        cluster="gaps-cluster", serviceName="gaps-launch-type", taskDefinition="gaps-app",
+        desiredCount=1, launchType="FARGATE",
+    )  # fmt: skip
+    found = {
+        s["serviceName"]: s
+        for s in ecs.describe_services(
+            cluster="gaps-cluster", services=["gaps-strategy", "gaps-launch-type"]
+        )["services"]
+    }
+    assert found["gaps-strategy"]["capacityProviderStrategy"] == strategy
+    assert "launchType" not in found["gaps-strategy"]
+    assert found["gaps-launch-type"]["launchType"] == "FARGATE"
+    assert not found["gaps-launch-type"].get("capacityProviderStrategy")
+
+    spot = [*strategy, {"capacityProvider": "FARGATE_SPOT", "base": 0, "weight": 3}]
+    ecs.update_service(
+        cluster="gaps-cluster", service="gaps-strategy", capacityProviderStrategy=spot,
+        forceNewDeployment=True,
+    )  # fmt: skip
+    [updated] = ecs.describe_services(cluster="gaps-cluster", services=["gaps-strategy"])[
+        "services"
+    ]
+    assert updated["capacityProviderStrategy"] == spot, "an update's strategy is not undone"

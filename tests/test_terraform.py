@@ -6,9 +6,9 @@ the tests run in file order on it: the drift and plan checks first, then a faili
 then the resize it left journaled resumed and rolled back, then a locked state, a drifted
 stack, then the NAT removal (before the compute moves, as in phase 1), then the Fargate move,
 then the EC2 group (its rollback undoes both compute moves), then phase 2's scaling,
-monitoring and database tuning. Provider installation uses a CLI config built here
-with the machine's provider filesystem mirror (`find / -maxdepth 3 -name tf-plugins`);
-nothing reaches the network.
+monitoring and database tuning, then phase 3's Spot on Fargate. Provider installation uses
+a CLI config built here with the machine's provider filesystem mirror (`find / -maxdepth 3
+-name tf-plugins`); nothing reaches the network.
 """
 
 import json
@@ -26,6 +26,7 @@ from conftest import free_port, wait_until_answering, write_environment
 from phasegate import lifecycle
 from phasegate.aws import AwsClients
 from phasegate.config import AwsSettings, EnvironmentConfig, parse_environment
+from phasegate.config_phase3 import ServiceMarks
 from phasegate.errors import ConfigError
 from phasegate.inventory import Inventory, discover
 from phasegate.ledger import Ledger
@@ -43,6 +44,7 @@ from phasegate.terraform.engine import Engine
 from phasegate.terraform.executor import stack_for
 from phasegate.terraform.stack import TFVARS_FILE
 from tasks.registry import STEPS
+from tasks.spot_shapes import strategy_of
 
 pytestmark = [
     pytest.mark.terraform,
@@ -524,6 +526,66 @@ def test_phase2_scaling_and_db_tuning_through_terraform(
     ]
     [db] = clients.rds.describe_db_instances(DBInstanceIdentifier=f"{ENV}-db")["DBInstances"]
     assert db["DBParameterGroups"][0]["DBParameterGroupName"] == "default.postgres16"
+
+
+def test_spot_on_fargate_through_terraform(stack: EnvironmentConfig, tf_sandbox: str) -> None:
+    """spot.enable as compute_ecs's strategy variables: FARGATE_SPOT joins the cluster's
+    providers and the service's strategy in place with a new deployment (no replacement: the
+    stack's service runs on a strategy from the start), AWS shows what the API executor would
+    make, a second run changes nothing, and rollback leaves FARGATE alone, plan clean."""
+    config = stack.model_copy(
+        update={"services": {f"{ENV}-api": ServiceMarks(critical=False, spot=True)}}
+    )
+    ecs = AwsClients(stack.aws).ecs
+    cluster, name = f"{ENV}-cluster", f"{ENV}-api"
+
+    def capacity() -> tuple[list[str], list[dict[str, Any]], str, str | None]:
+        [service] = ecs.describe_services(cluster=cluster, services=[name])["services"]
+        [found] = ecs.describe_clusters(clusters=[cluster])["clusters"]
+        return (
+            sorted(found["capacityProviders"]),
+            strategy_of(service),
+            service["deployments"][0]["id"],
+            service.get("launchType"),
+        )
+
+    providers, strategy, deployment, launch_type = capacity()
+    assert (providers, launch_type) == (["FARGATE"], None)
+    assert strategy == [{"capacityProvider": "FARGATE", "base": 0, "weight": 1}]
+
+    step = _step(config, "spot.enable")
+    change = lifecycle.plan(step)
+    assert change is not None and change.blockers == []
+    assert change.desired["variables"] == {
+        "enable_spot": True,
+        "spot_fargate_base": 1,
+        "spot_fargate_weight": 1,
+        "spot_fargate_spot_weight": 3,
+    }
+    assert set(change.actions[:2]) == {
+        "terraform update module.compute_ecs[0].aws_ecs_cluster_capacity_providers.this",
+        "terraform update module.compute_ecs[0].aws_ecs_service.app",
+    }
+    assert "DANGEROUS" not in " ".join(change.actions)
+    lifecycle.execute(step, "run", approved_digest=change.digest())  # verify: the API form holds
+
+    providers, strategy, new_deployment, _ = capacity()
+    assert providers == ["FARGATE", "FARGATE_SPOT"]
+    assert strategy == [
+        {"capacityProvider": "FARGATE", "base": 1, "weight": 1},
+        {"capacityProvider": "FARGATE_SPOT", "base": 0, "weight": 3},
+    ]
+    assert new_deployment != deployment, "the new strategy was rolled out"
+    stack_ = stack_for(stack.terraform, stack.source, stack.name)
+    assert stack_.drifted() == (False, "no changes")
+
+    _second_run_changes_nothing(step, tf_sandbox)
+
+    assert lifecycle.undo(step) == "rolled back"  # verify_rollback: the plan is clean again
+    assert capacity()[:2] == (
+        ["FARGATE"],
+        [{"capacityProvider": "FARGATE", "base": 0, "weight": 1}],
+    )
 
 
 def test_bad_terraform_input_is_refused_before_any_command(

@@ -19,7 +19,8 @@ _requested: dict[tuple[str, str, str], str] = {}
 _lock = threading.Lock()
 
 
-def _body(environ: dict[str, Any]) -> dict[str, Any]:
+def request_body(environ: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body of an ECS request, read without consuming it for moto."""
     stream = environ["wsgi.input"]
     raw = stream.read()
     stream.seek(0)
@@ -30,8 +31,9 @@ def _body(environ: dict[str, Any]) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def _name(service_or_arn: str) -> str:
-    return service_or_arn.rsplit("/", 1)[-1]
+def resource_name(name_or_arn: str) -> str:
+    """A service's or cluster's name, given it or its ARN."""
+    return name_or_arn.rsplit("/", 1)[-1]
 
 
 def fill(service: str, action: str, params: dict[str, list[str]], environ: dict[str, Any]) -> None:
@@ -42,10 +44,10 @@ def fill(service: str, action: str, params: dict[str, list[str]], environ: dict[
     from moto.ecs.models import ecs_backends
 
     account, region = account_and_region(environ)
-    body = _body(environ)
+    body = request_body(environ)
     with _lock:
         if action in ("CreateService", "UpdateService") and body.get("availabilityZoneRebalancing"):
-            name = _name(body.get("serviceName") or body.get("service", ""))
+            name = resource_name(body.get("serviceName") or body.get("service", ""))
             _requested[(account, region, name)] = body["availabilityZoneRebalancing"]
         for found in ecs_backends[account][region].services.values():
             wanted = _requested.get((account, region, found.name))

@@ -13,6 +13,7 @@ from phasegate.sandbox import (
     autoscaling_policies,
     budgets_tags,
     ecs_rebalancing,
+    ecs_strategy,
     elasticache_members,
     elbv2_forwarding,
     elbv2_scheme,
@@ -27,6 +28,7 @@ Fill = Callable[[str, str, dict[str, list[str]], dict[str, Any]], tuple[str, str
 GAP_FILLERS: list[Fill] = [
     elasticache_members.fill,
     ecs_rebalancing.fill,
+    ecs_strategy.fill,
     elbv2_scheme.fill,
     elbv2_forwarding.fill,
     autoscaling_policies.fill,

@@ -44,6 +44,11 @@ DECISIONS = (
     "alarm_thresholds",
     "alarm_db_connections_threshold",
     "monitoring_log_group",
+    # phase 3
+    "enable_spot",
+    "spot_fargate_base",
+    "spot_fargate_weight",
+    "spot_fargate_spot_weight",
 )
 """Every migration decision a step can make through Terraform; terraform/variables.tf declares
 each under this name."""

@@ -1,5 +1,8 @@
 # ECS Fargate: a cluster, the app's task definition (X86_64 or ARM64) and a service behind
 # the ALB's target group, with the task execution role that pulls the image and writes logs.
+# The service runs on a capacity provider strategy, never a launch type: phase 3's Spot is
+# then a change of strategy AWS makes in place with a new deployment (a service moved from a
+# launch type to a strategy is one Terraform must replace: an outage).
 
 data "aws_iam_policy_document" "assume_ecs_tasks" {
   statement {
@@ -58,6 +61,20 @@ resource "aws_ecs_cluster" "this" {
   }
 }
 
+resource "aws_ecs_cluster_capacity_providers" "this" {
+  cluster_name       = aws_ecs_cluster.this.name
+  capacity_providers = var.enable_spot ? ["FARGATE", "FARGATE_SPOT"] : ["FARGATE"]
+}
+
+locals {
+  # Phase 3 (spot.enable): `spot_fargate_base` tasks always on FARGATE, the rest split
+  # weight:spot_weight between FARGATE and FARGATE_SPOT; before it, everything on FARGATE.
+  capacity_provider_strategy = var.enable_spot ? [
+    { capacity_provider = "FARGATE", base = var.spot_fargate_base, weight = var.spot_fargate_weight },
+    { capacity_provider = "FARGATE_SPOT", base = 0, weight = var.spot_fargate_spot_weight },
+  ] : [{ capacity_provider = "FARGATE", base = 0, weight = 1 }]
+}
+
 resource "aws_ecs_task_definition" "app" {
   family                   = "${var.name}-api"
   requires_compatibilities = ["FARGATE"]
@@ -96,8 +113,18 @@ resource "aws_ecs_service" "app" {
   cluster         = aws_ecs_cluster.this.id
   task_definition = aws_ecs_task_definition.app.arn
   desired_count   = var.desired_count
-  launch_type     = "FARGATE"
   tags            = merge(var.tags, { Name = "${var.name}-ecs" })
+  # A new strategy starts no deployment by itself; this starts one with every change.
+  force_new_deployment = true
+
+  dynamic "capacity_provider_strategy" {
+    for_each = local.capacity_provider_strategy
+    content {
+      capacity_provider = capacity_provider_strategy.value.capacity_provider
+      base              = capacity_provider_strategy.value.base
+      weight            = capacity_provider_strategy.value.weight
+    }
+  }
 
   load_balancer {
     target_group_arn = var.target_group_arn
@@ -116,4 +143,6 @@ resource "aws_ecs_service" "app" {
   lifecycle {
     ignore_changes = [desired_count]
   }
+
+  depends_on = [aws_ecs_cluster_capacity_providers.this]
 }

@@ -48,6 +48,26 @@ variable "target_group_arn" {
   type        = string
 }
 
+variable "enable_spot" {
+  description = "Run part of the service on FARGATE_SPOT (phase 3)."
+  type        = bool
+}
+
+variable "spot_fargate_base" {
+  description = "Tasks always on FARGATE when Spot is on."
+  type        = number
+}
+
+variable "spot_fargate_weight" {
+  description = "FARGATE's weight above the base when Spot is on."
+  type        = number
+}
+
+variable "spot_fargate_spot_weight" {
+  description = "FARGATE_SPOT's weight above the base when Spot is on."
+  type        = number
+}
+
 variable "tags" {
   description = "Tags on every resource."
   type        = map(string)
