@@ -304,6 +304,12 @@ class Step(ABC):
         which the API executor would have fixed with calls of its own behind the stack."""
         return []
 
+    def terraform_applied(self) -> None:
+        """After the step's last apply (and a rollback's): what it does with the API that
+        Terraform keeps no record of, so it is no change behind the stack's back: an
+        operation, not configuration (database.connections' reboot in the window)."""
+        return None
+
     def terraform_stage_applied(self) -> None:
         """Wait until what the last stage's apply started has settled in AWS, before the next
         stage (or the verification) reads it. Terraform itself waits for most resources."""

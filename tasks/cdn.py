@@ -61,6 +61,17 @@ class CdnEnable(Step):
         "cloudfront:DeleteDistribution",
     )
 
+    def terraform_decisions(self) -> dict[str, Any]:
+        """terraform/'s cdn module: the same distribution, tagged so `_ours` finds it."""
+        cdn = self.ctx.config.cdn
+        if not cdn.enabled:
+            return {}
+        return {
+            "enable_cdn": True,
+            "cdn_static_paths": list(cdn.static_paths),
+            "cdn_price_class": cdn.price_class,
+        }
+
     @property
     def cloudfront(self) -> Any:
         return self.clients.client("cloudfront")

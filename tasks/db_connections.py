@@ -84,6 +84,17 @@ class DatabaseConnections(Step):
             "db_log_min_duration_statement_ms": int(values["log_min_duration_statement"]),
         }
 
+    def terraform_applied(self) -> None:
+        """With `reboot: in-window`, reboot each instance Terraform's apply left
+        pending-reboot, as the API form does: a reboot is no configuration, so Terraform
+        neither records nor undoes it."""
+        if not self.reboots:
+            return
+        for db in Discovery(self.ctx.config, self.clients).databases():
+            if self._state(db.identifier)["apply_status"] == "pending-reboot":
+                self.clients.rds.reboot_db_instance(DBInstanceIdentifier=db.identifier)
+                self._wait_available(db.identifier, "to reboot", kind="rds_reboot")
+
     @property
     def reboots(self) -> bool:
         return self.ctx.config.database.reboot == "in-window"

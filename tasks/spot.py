@@ -80,11 +80,17 @@ class SpotEnable(Step):
     # -- through Terraform ---------------------------------------------------------------
 
     def terraform_decisions(self) -> dict[str, Any]:
-        """ECS: terraform/'s compute_ecs strategy with Spot and its base and weights. The
-        mixed-instances group has no Terraform form yet (the API executor makes it)."""
-        if not self.marked() or self.kind != "ecs":
+        """Spot on, with terraform/'s compute_ecs strategy base and weights, or compute_ec2's
+        mixed-instances on-demand base and instance types."""
+        if not self.marked():
             return {}
         spot = self.ctx.config.spot
+        if self.kind == "ec2":
+            return {
+                "enable_spot": True,
+                "spot_on_demand_base": spot.on_demand_base,
+                "spot_instance_types": self.instance_types(),
+            }
         return {
             "enable_spot": True,
             "spot_fargate_base": spot.fargate_base,
@@ -128,8 +134,10 @@ class SpotEnable(Step):
 
     # -- reading -------------------------------------------------------------------------
 
-    def _services(self) -> list[EcsService]:
-        found = {s.name: s for s in Discovery(self.ctx.config, self.clients).services()}
+    def _services(self, discovered: list[EcsService] | None = None) -> list[EcsService]:
+        if discovered is None:
+            discovered = Discovery(self.ctx.config, self.clients).services()
+        found = {s.name: s for s in discovered}
         missing = [n for n in self.marked() if n not in found]
         if missing:
             raise StepRefused(
@@ -181,7 +189,12 @@ class SpotEnable(Step):
         )["AutoScalingGroups"][0]
 
     def _ec2_observation(self) -> SpotObservation:
-        self._services()  # the marked service must exist: its app runs on the group
+        discovered = Discovery(self.ctx.config, self.clients).services()
+        if discovered:
+            # The marked service must exist: its app runs on the group. A stack that deleted
+            # the service when the group took over (terraform/'s compute_ec2) has no name left
+            # to check.
+            self._services(discovered)
         group = self._group()
         return SpotObservation(kind="ec2", current=group_state(group))
 

@@ -92,7 +92,11 @@ module "compute_ec2" {
   security_group_id = aws_security_group.app.id
   target_group_arn  = module.alb.target_group_arn
   group_metrics     = var.enable_autoscaling ? ["GroupDesiredCapacity", "GroupInServiceInstances"] : []
-  tags              = local.tags
+  # Phase 3 (spot.enable)
+  enable_spot         = var.enable_spot
+  spot_on_demand_base = var.spot_on_demand_base
+  spot_instance_types = var.spot_instance_types
+  tags                = local.tags
 }
 
 # Phase 2 (scaling.enable): target tracking on the compute above, between the decisions' bounds.
@@ -198,4 +202,16 @@ module "monitoring" {
   budget_cost_filter       = var.budget_cost_filter
   thresholds               = var.alarm_thresholds
   tags                     = local.tags
+}
+
+# Phase 3 (cdn.enable): CloudFront in front of the ALB.
+module "cdn" {
+  source          = "./modules/cdn"
+  count           = var.enable_cdn ? 1 : 0
+  name            = var.environment
+  origin_domain   = module.alb.dns_name
+  origin_protocol = "http-only" # the ALB above listens on HTTP only (no certificate yet)
+  static_paths    = var.cdn_static_paths
+  price_class     = var.cdn_price_class
+  tags            = local.tags
 }

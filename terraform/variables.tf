@@ -283,3 +283,38 @@ variable "spot_fargate_spot_weight" {
   type        = number
   default     = 3
 }
+
+variable "spot_on_demand_base" {
+  description = "EC2 group instances always on-demand when Spot is on."
+  type        = number
+  default     = 1
+}
+
+variable "spot_instance_types" {
+  description = "The EC2 Spot group's instance types: the launch template's and its same-size Graviton peers, several Spot pools."
+  type        = list(string)
+  default     = ["t4g.medium", "c6g.large", "c7g.large"]
+}
+
+variable "enable_cdn" {
+  description = "Phase 3 CloudFront distribution in front of the ALB (cdn.enable sets true)."
+  type        = bool
+  default     = false
+}
+
+variable "cdn_static_paths" {
+  description = "Path patterns the distribution caches; the rest passes through uncached."
+  type        = list(string)
+  default     = ["/static/*", "/assets/*"]
+}
+
+variable "cdn_price_class" {
+  description = "The distribution's edge locations: PriceClass_100, PriceClass_200 or PriceClass_All."
+  type        = string
+  default     = "PriceClass_100"
+
+  validation {
+    condition     = contains(["PriceClass_100", "PriceClass_200", "PriceClass_All"], var.cdn_price_class)
+    error_message = "cdn_price_class must be PriceClass_100, PriceClass_200 or PriceClass_All."
+  }
+}

@@ -12,10 +12,9 @@ from conftest import write_environment
 
 from phasegate.config import EnvironmentConfig, parse_environment
 from phasegate.errors import AwsCallError
-from phasegate.lifecycle import execute, plan
+from phasegate.lifecycle import execute
 from phasegate.sandbox.app import is_mutating
 from phasegate.steps import StepContext
-from phasegate.terraform.executor import OUTSIDE_TERRAFORM
 from tasks.cdn import CdnEnable
 from tasks.cdn_distribution import ALL_VIEWER, CACHING_DISABLED, CACHING_OPTIMIZED
 
@@ -94,17 +93,3 @@ def test_cdn_is_opt_in(seeded: EnvironmentConfig, sandbox: str) -> None:
     step = CdnEnable(StepContext.for_environment(seeded))
     assert step.plan(step.observe()) is None
     assert distributions(seeded) == []
-
-
-def test_under_the_terraform_executor_an_api_only_step_says_it_acts_outside_terraform(
-    cdn_config: EnvironmentConfig,
-) -> None:
-    """cdn.enable has no Terraform variables yet: the approver is told the stack will drift."""
-    via_terraform = cdn_config.model_copy(
-        update={"executor": cdn_config.executor.model_copy(update={"via": "terraform"})}
-    )
-    change = plan(CdnEnable(StepContext.for_environment(via_terraform)))
-    assert change is not None and change.actions[-1] == OUTSIDE_TERRAFORM
-    api = plan(CdnEnable(StepContext.for_environment(cdn_config)))
-    assert api is not None and OUTSIDE_TERRAFORM not in api.actions
-    assert api.digest() == change.digest()  # the note never changes what is approved

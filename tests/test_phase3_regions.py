@@ -35,6 +35,7 @@ from phasegate.sandbox.app import is_mutating
 from phasegate.sandbox.seed import hosted_zone_name, seed_environment, seed_hosted_zone
 from phasegate.sandbox.simulator import WorkloadSimulator
 from phasegate.steps import Record, StepContext
+from phasegate.terraform.executor import OUTSIDE_TERRAFORM
 from tasks.compute import GravitonCompute
 from tasks.compute_ec2 import AMI_PARAMETER
 from tasks.db_connections import DatabaseConnections
@@ -393,6 +394,22 @@ def test_regions_expand_is_opt_in(world: World) -> None:
     config = parse_environment(write_environment(world.directory, "demo", world.sandbox))
     ctx = StepContext.for_environment(config)
     assert [plan(STEPS[s](ctx)) for s in REGION_STEPS] == [None] * len(REGION_STEPS)
+
+
+def test_under_the_terraform_executor_an_api_only_step_says_it_acts_outside_terraform(
+    world: World,
+) -> None:
+    """regions.expand has no Terraform form yet: the approver is told the stack will drift."""
+    config = world.config("outside")
+    via_terraform = config.model_copy(
+        update={"executor": config.executor.model_copy(update={"via": "terraform"})}
+    )
+    step = STEPS["regions.expand.network"]
+    change = plan(step(StepContext.for_environment(via_terraform)))
+    assert change is not None and change.actions[-1] == OUTSIDE_TERRAFORM
+    api = plan(step(StepContext.for_environment(config)))
+    assert api is not None and OUTSIDE_TERRAFORM not in api.actions
+    assert api.digest() == change.digest()  # the note never changes what is approved
 
 
 def test_on_the_ec2_target_the_group_and_its_launch_template_are_copied(world: World) -> None:

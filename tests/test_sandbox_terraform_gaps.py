@@ -2,8 +2,9 @@
 made (each gap is one that left a permanent diff or failed an apply; test_terraform shows
 the plans clean): target groups follow listeners, Auto Scaling policies say Enabled, a
 launch template's own tags stay out of its versions, and a group's instances carry its
-groups, parameters carry their Source, DB instances have ids of their own, and budgets keep
-their tags."""
+groups, parameters carry their Source, DB instances have ids of their own, budgets keep
+their tags, a service created with a strategy keeps it, and distributions read back as AWS
+describes them."""
 
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from phasegate.aws import AwsClients
 from phasegate.config import AwsSettings
 from phasegate.errors import AwsCallError
+from tasks.cdn_distribution import desired_shape, distribution_config
 
 
 @pytest.fixture
@@ -239,3 +241,21 @@ def test_a_service_created_with_a_strategy_keeps_it_and_has_no_launch_type(
         "services"
     ]
     assert updated["capacityProviderStrategy"] == spot, "an update's strategy is not undone"
+
+
+def test_a_distribution_reads_back_as_aws_describes_it(clients: AwsClients) -> None:
+    """On the default certificate: no SSLSupportMethod; a behaviour with a cache policy: no
+    legacy ForwardedValues (moto returned both, a permanent Terraform diff)."""
+    cloudfront = clients.client("cloudfront")
+    config = distribution_config(
+        "gaps-cdn",
+        "gaps",
+        desired_shape("gaps-alb.example.com", "http-only", ["/static/*"], "PriceClass_100"),
+    )
+    made = cloudfront.create_distribution(DistributionConfig=config)["Distribution"]
+    found = cloudfront.get_distribution(Id=made["Id"])["Distribution"]["DistributionConfig"]
+    assert found["ViewerCertificate"]["CloudFrontDefaultCertificate"] is True
+    assert "SSLSupportMethod" not in found["ViewerCertificate"]
+    assert "ForwardedValues" not in found["DefaultCacheBehavior"]
+    [static] = found["CacheBehaviors"]["Items"]
+    assert "ForwardedValues" not in static

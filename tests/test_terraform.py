@@ -6,9 +6,9 @@ the tests run in file order on it: the drift and plan checks first, then a faili
 then the resize it left journaled resumed and rolled back, then a locked state, a drifted
 stack, then the NAT removal (before the compute moves, as in phase 1), then the Fargate move,
 then the EC2 group (its rollback undoes both compute moves), then phase 2's scaling,
-monitoring and database tuning, then phase 3's Spot on Fargate. Provider installation uses
-a CLI config built here with the machine's provider filesystem mirror (`find / -maxdepth 3
--name tf-plugins`); nothing reaches the network.
+monitoring and database tuning, then phase 3's Spot on Fargate and the CDN. Provider
+installation uses a CLI config built here with the machine's provider filesystem mirror
+(`find / -maxdepth 3 -name tf-plugins`); nothing reaches the network.
 """
 
 import json
@@ -43,6 +43,7 @@ from phasegate.terraform.drift import StackDrifted, check_before_phase
 from phasegate.terraform.engine import Engine
 from phasegate.terraform.executor import stack_for
 from phasegate.terraform.stack import TFVARS_FILE
+from tasks.cdn_distribution import CACHING_OPTIMIZED
 from tasks.registry import STEPS
 from tasks.spot_shapes import strategy_of
 
@@ -420,7 +421,8 @@ def test_fargate_arm64_through_terraform(stack: EnvironmentConfig, tf_sandbox: s
 
 def test_ec2_autoscaling_group_through_terraform(stack: EnvironmentConfig, tf_sandbox: str) -> None:
     """compute_mode = ec2 on the stack the Fargate test left at ARM64: compute_ec2's group
-    replaces the ECS service; rollback restores Fargate as the stack was before either."""
+    replaces the ECS service (and phase 3's Spot is made and undone on it); rollback restores
+    Fargate as the stack was before either."""
     targets = stack.targets.model_copy(update={"compute": "ec2-asg-graviton", "asg_max": 4})
     step = _step(stack.model_copy(update={"targets": targets}), "compute.graviton")
     change = lifecycle.plan(step)
@@ -456,6 +458,7 @@ def test_ec2_autoscaling_group_through_terraform(stack: EnvironmentConfig, tf_sa
     assert stack_.drifted() == (False, "no changes")  # Terraform and AWS agree
 
     _second_run_changes_nothing(step, tf_sandbox)
+    _spot_on_the_group(stack.model_copy(update={"targets": targets}), tf_sandbox)
 
     assert lifecycle.undo(step) == "rolled back"  # the plan is clean again
     tfvars = json.loads((stack.terraform.dir / TFVARS_FILE).read_text())
@@ -471,18 +474,69 @@ def test_ec2_autoscaling_group_through_terraform(stack: EnvironmentConfig, tf_sa
     )["AutoScalingGroups"]
 
 
+def _spot_on_the_group(config: EnvironmentConfig, tf_sandbox: str) -> None:
+    """Phase 3's spot.enable on compute_ec2's group (here, while the stack is on EC2, so the
+    group is not built twice): a mixed-instances policy over the same launch template, made
+    in place; rolled back to the launch template alone. The plan is clean after each."""
+    marked = config.model_copy(
+        update={"services": {f"{ENV}-api": ServiceMarks(critical=False, spot=True)}}
+    )
+    autoscaling = AwsClients(config.aws).autoscaling
+
+    def group() -> dict[str, Any]:
+        found = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[f"{ENV}-app"])
+        return found["AutoScalingGroups"][0]
+
+    template = group()["LaunchTemplate"]["LaunchTemplateId"]
+    step = _step(marked, "spot.enable")
+    change = lifecycle.plan(step)
+    assert change is not None and change.blockers == []
+    assert change.desired["variables"] == {
+        "enable_spot": True,
+        "spot_on_demand_base": 1,
+        "spot_instance_types": ["t4g.medium", "c6g.large", "c7g.large"],
+    }
+    assert change.actions[0] == "terraform update module.compute_ec2[0].aws_autoscaling_group.app"
+    lifecycle.execute(step, "run", approved_digest=change.digest())  # verify: the API form holds
+
+    policy = group()["MixedInstancesPolicy"]
+    spec = policy["LaunchTemplate"]["LaunchTemplateSpecification"]
+    assert spec["LaunchTemplateId"] == template
+    assert [o["InstanceType"] for o in policy["LaunchTemplate"]["Overrides"]] == [
+        "t4g.medium",
+        "c6g.large",
+        "c7g.large",
+    ]
+    assert policy["InstancesDistribution"]["OnDemandBaseCapacity"] == 1
+    assert group()["CapacityRebalance"] is True
+    stack_ = stack_for(config.terraform, config.source, config.name)
+    assert stack_.drifted() == (False, "no changes")
+    _second_run_changes_nothing(step, tf_sandbox)
+
+    assert lifecycle.undo(step) == "rolled back"  # verify_rollback: the plan is clean again
+    after = group()
+    assert "MixedInstancesPolicy" not in after and after["CapacityRebalance"] is False
+    assert after["LaunchTemplate"]["LaunchTemplateId"] == template
+
+
 def test_phase2_scaling_and_db_tuning_through_terraform(
     stack: EnvironmentConfig, tf_sandbox: str
 ) -> None:
     """scaling.enable, monitoring.enable and database.connections as variables of terraform/'s
     scaling, monitoring and db_parameters modules: AWS shows them and each step's own reading
-    finds nothing left to do, the plan is clean after each and after rollback."""
+    finds nothing left to do (the database rebooted in the window, as `reboot: in-window`
+    asks: Terraform leaves it pending-reboot), the plan is clean after each and after
+    rollback."""
     clients = AwsClients(stack.aws)
     aas = clients.client("application-autoscaling")
     resource = f"service/{ENV}-cluster/{ENV}-api"
     config = stack.model_copy(
-        update={"monitoring": stack.monitoring.model_copy(update={"emails": ["ops@example.com"]})}
+        update={
+            "monitoring": stack.monitoring.model_copy(update={"emails": ["ops@example.com"]}),
+            "database": stack.database.model_copy(update={"reboot": "in-window"}),
+        }
     )
+    _clear_calls(tf_sandbox)
     scaling, tuning = _step(config, "scaling.enable"), _step(config, "database.connections")
     monitoring = _step(config, "monitoring.enable")
     stack_ = stack_for(stack.terraform, stack.source, stack.name)
@@ -503,9 +557,13 @@ def test_phase2_scaling_and_db_tuning_through_terraform(
         f"{ENV}-requests",
     ]
     [db] = clients.rds.describe_db_instances(DBInstanceIdentifier=f"{ENV}-db")["DBInstances"]
-    assert db["DBParameterGroups"][0]["DBParameterGroupName"] == (
-        f"{ENV}-db-postgres16-connections"
-    )
+    assert db["DBParameterGroups"] == [
+        {
+            "DBParameterGroupName": f"{ENV}-db-postgres16-connections",
+            "ParameterApplyStatus": "in-sync",
+        }
+    ]
+    assert _mutating_calls(tf_sandbox).count("rds:RebootDBInstance") == 1
     alarms = clients.cloudwatch.describe_alarms(AlarmNamePrefix=f"{ENV}-")["MetricAlarms"]
     assert f"{ENV}-rds-{ENV}-db-connections" in {a["AlarmName"] for a in alarms}
     assert f"{ENV}-redis-{ENV}-redis-002-evictions" in {a["AlarmName"] for a in alarms}
@@ -585,6 +643,43 @@ def test_spot_on_fargate_through_terraform(stack: EnvironmentConfig, tf_sandbox:
     assert capacity()[:2] == (
         ["FARGATE"],
         [{"capacityProvider": "FARGATE", "base": 0, "weight": 1}],
+    )
+
+
+def test_cdn_through_terraform(stack: EnvironmentConfig, tf_sandbox: str) -> None:
+    """cdn.enable as terraform/'s cdn module: the distribution the API executor would make
+    (Deployed, the ALB as origin, static paths cached, found by cdn.enable through its tags),
+    plan clean, a second run changes nothing; rollback: Terraform disables and deletes it."""
+    config = stack.model_copy(update={"cdn": stack.cdn.model_copy(update={"enabled": True})})
+    clients = AwsClients(stack.aws)
+    cloudfront = clients.client("cloudfront")
+    step = _step(config, "cdn.enable")
+    change = lifecycle.plan(step)
+    assert change is not None
+    assert change.desired["variables"] == {
+        "enable_cdn": True,
+        "cdn_static_paths": ["/static/*", "/assets/*"],
+        "cdn_price_class": "PriceClass_100",
+    }
+    assert change.actions[0] == "terraform create module.cdn[0].aws_cloudfront_distribution.this"
+    lifecycle.execute(step, "run", approved_digest=change.digest())  # verify: the API form holds
+
+    [item] = cloudfront.list_distributions()["DistributionList"]["Items"]
+    assert item["Status"] == "Deployed"
+    [lb] = clients.elbv2.describe_load_balancers(Names=[f"{ENV}-alb"])["LoadBalancers"]
+    assert [o["DomainName"] for o in item["Origins"]["Items"]] == [lb["DNSName"]]
+    static = {b["PathPattern"]: b["CachePolicyId"] for b in item["CacheBehaviors"]["Items"]}
+    assert static == dict.fromkeys(["/static/*", "/assets/*"], CACHING_OPTIMIZED)
+    stack_ = stack_for(stack.terraform, stack.source, stack.name)
+    assert stack_.drifted() == (False, "no changes")
+    _second_run_changes_nothing(step, tf_sandbox)
+
+    _clear_calls(tf_sandbox)
+    assert lifecycle.undo(step) == "rolled back"  # verify_rollback: the plan is clean again
+    assert not cloudfront.list_distributions()["DistributionList"].get("Items")
+    calls = _mutating_calls(tf_sandbox)
+    assert calls.index("cloudfront:UpdateDistribution") < calls.index(
+        "cloudfront:DeleteDistribution"
     )
 
 

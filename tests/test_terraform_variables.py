@@ -30,9 +30,14 @@ def _config(tmp_path: Path, **overrides: Any) -> EnvironmentConfig:
 @pytest.mark.parametrize("compute", ["ecs-fargate-arm64", "ec2-asg-graviton"])
 def test_every_variable_a_step_sets_is_declared_with_its_type(tmp_path: Path, compute: str) -> None:
     declared = declared_variables(STACK)
-    # A budget amount of its own: the default one prices the inventory, which reads AWS.
+    # A budget amount of its own: the default one prices the inventory, which reads AWS. Phase
+    # 3's steps opted in (Spot for a service, the CDN), so theirs are set too.
     config = _config(
-        tmp_path, targets={"compute": compute}, monitoring={"monthly_budget_usd": 300.0}
+        tmp_path,
+        targets={"compute": compute},
+        monitoring={"monthly_budget_usd": 300.0},
+        services={"demo-api": {"critical": False, "spot": True}},
+        cdn={"enabled": True},
     )
     ctx = StepContext(config=config, clients=None)  # type: ignore[arg-type]  # never called
     set_by_steps = {}

@@ -7,6 +7,11 @@
 - CloudFront DeleteDistribution of an enabled distribution: moto deletes it; AWS refuses
   (412 DistributionNotDisabled) until it is disabled. Refused here as AWS does, so cdn.enable's
   rollback is proven to disable first.
+- CloudFront distributions as AWS describes them: on the cloudfront.net certificate without
+  an SSLSupportMethod (it only applies to a certificate of one's own), and a cache behaviour
+  that names a cache policy without the legacy ForwardedValues (the policy says what is
+  forwarded). moto returns both, which Terraform's aws_cloudfront_distribution planned to
+  remove after every apply. Dropped from moto's distributions before each CloudFront request.
 
 Product code never knows: it calls AWS's API and reads AWS's answers.
 """
@@ -29,6 +34,22 @@ def _enabled_distribution(environ: dict[str, Any], distribution: str) -> bool:
     return str(enabled).lower() == "true"
 
 
+def _as_aws_describes(environ: dict[str, Any]) -> None:
+    from moto.cloudfront.models import cloudfront_backends
+
+    account = account_and_region(environ)[0]
+    for found in cloudfront_backends[account]["aws"].distributions.values():
+        config = found.distribution_config
+        certificate = config.ViewerCertificate
+        own = certificate.acm_certificate_arn or certificate.iam_certificate_id
+        if str(certificate.cloud_front_default_certificate).lower() == "true" and not own:
+            certificate.ssl_support_method = None
+        behaviours = [config.DefaultCacheBehavior, *(config.CacheBehaviors.get("Items") or [])]
+        for behaviour in behaviours:
+            if behaviour.cache_policy_id:
+                behaviour.forwarded_values = None
+
+
 def fill(
     service: str, action: str, params: dict[str, list[str]], environ: dict[str, Any]
 ) -> tuple[str, str, bytes] | None:
@@ -44,6 +65,8 @@ def fill(
             group = autoscaling_backends[account][region].autoscaling_groups.get(name)
             if group is not None:
                 group.capacity_rebalance = rebalance[0].lower() == "true"
+    if service == "cloudfront":
+        _as_aws_describes(environ)
     deleting = _DELETE_DISTRIBUTION.match(action) if service == "cloudfront" else None
     if deleting and _enabled_distribution(environ, deleting.group(1)):
         body = (

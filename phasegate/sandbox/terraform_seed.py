@@ -37,7 +37,7 @@ SANDBOX_DB_PASSWORD = "sandbox-only-password"
 # Every service terraform/ uses, aimed at the sandbox.
 ENDPOINT_SERVICES = (
     "ec2", "ecs", "elbv2", "rds", "elasticache", "iam", "logs", "sts", "autoscaling",
-    "applicationautoscaling", "cloudwatch", "sns", "budgets", "s3", "ssm", "ecr",
+    "applicationautoscaling", "cloudwatch", "sns", "budgets", "s3", "ssm", "ecr", "cloudfront",
 )  # fmt: skip
 
 

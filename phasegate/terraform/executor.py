@@ -14,7 +14,8 @@ migration decisions it stands for (`Step.terraform_decisions`) runs through `Ter
   older one), then the variables written to phasegate.auto.tfvars.json. A step whose change
   is only safe in order (`Step.terraform_stages`) is applied stage by stage instead, each
   waited out (`Step.terraform_stage_applied`) before the next; a resumed run skips the stages
-  the stack already has;
+  the stack already has. Then what Terraform keeps no record of (`Step.terraform_applied`: a
+  reboot);
 - verify: still AWS's word, through the step's own reading: nothing left to change there;
 - rollback: the variables from before, planned and applied the same way (a staged change's
   stages in reverse); verify_rollback:
@@ -235,6 +236,7 @@ class TerraformStep(Step):
         else:  # resumed or approved earlier: plan again, and only the approved plan goes
             plan = self._apply_variables(desired, change.desired["plan"])
         self.progress(variables=desired)
+        self.inner.terraform_applied()
         return {"variables": desired, "plan": plan}
 
     def verify(self, record: Record) -> None:
@@ -287,8 +289,9 @@ class TerraformStep(Step):
         if len(stages) > 1:
             undo = [{k: before[k] for k in stage if k in before} for stage in reversed(stages)]
             self._apply_in_stages(self._current(), [*undo, before])
-            return
-        self._apply_variables(before, None)
+        else:
+            self._apply_variables(before, None)
+        self.inner.terraform_applied()
 
     def verify_rollback(self, record: Record) -> None:
         with stack_lock(self.stack.directory):

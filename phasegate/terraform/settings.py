@@ -49,6 +49,11 @@ DECISIONS = (
     "spot_fargate_base",
     "spot_fargate_weight",
     "spot_fargate_spot_weight",
+    "spot_on_demand_base",
+    "spot_instance_types",
+    "enable_cdn",
+    "cdn_static_paths",
+    "cdn_price_class",
 )
 """Every migration decision a step can make through Terraform; terraform/variables.tf declares
 each under this name."""

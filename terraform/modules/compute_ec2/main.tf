@@ -1,6 +1,7 @@
 # The EC2 alternative: an Auto Scaling group (asg_min..asg_max) of Graviton instances from a
 # launch template (ECS-optimized AL2023 arm64 AMI) whose user data runs the app's image with
-# Docker, registered in the ALB's instance target group.
+# Docker, registered in the ALB's instance target group. With phase 3's Spot the group runs a
+# mixed-instances policy over the same launch template instead (an in-place update).
 
 data "aws_ssm_parameter" "arm64_ami" {
   name = "/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id"
@@ -86,9 +87,40 @@ resource "aws_autoscaling_group" "app" {
   enabled_metrics           = var.group_metrics
   metrics_granularity       = "1Minute"
 
-  launch_template {
-    id      = aws_launch_template.app.id
-    version = aws_launch_template.app.latest_version
+  dynamic "launch_template" {
+    for_each = var.enable_spot ? [] : [aws_launch_template.app]
+    content {
+      id      = launch_template.value.id
+      version = launch_template.value.latest_version
+    }
+  }
+
+  # Phase 3 (spot.enable): `spot_on_demand_base` instances on-demand, the rest Spot from the
+  # pools likeliest to last at the lowest price, over several same-size Graviton types; a
+  # replacement is launched when AWS signals a reclaim is likely.
+  capacity_rebalance = var.enable_spot
+
+  dynamic "mixed_instances_policy" {
+    for_each = var.enable_spot ? [aws_launch_template.app] : []
+    content {
+      instances_distribution {
+        on_demand_base_capacity                  = var.spot_on_demand_base
+        on_demand_percentage_above_base_capacity = 0
+        spot_allocation_strategy                 = "price-capacity-optimized"
+      }
+      launch_template {
+        launch_template_specification {
+          launch_template_id = mixed_instances_policy.value.id
+          version            = mixed_instances_policy.value.latest_version
+        }
+        dynamic "override" {
+          for_each = var.spot_instance_types
+          content {
+            instance_type = override.value
+          }
+        }
+      }
+    }
   }
 
   # desired_capacity is the starting size: with phase 2's target tracking AWS sets it (and

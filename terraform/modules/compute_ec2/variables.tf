@@ -53,6 +53,21 @@ variable "group_metrics" {
   type        = list(string)
 }
 
+variable "enable_spot" {
+  description = "Run the group on a mixed-instances policy with Spot (phase 3)."
+  type        = bool
+}
+
+variable "spot_on_demand_base" {
+  description = "Instances always on-demand when Spot is on."
+  type        = number
+}
+
+variable "spot_instance_types" {
+  description = "The Spot group's instance types (same size, several pools)."
+  type        = list(string)
+}
+
 variable "tags" {
   description = "Tags on every resource, propagated to the instances."
   type        = map(string)
