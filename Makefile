@@ -31,4 +31,4 @@ postgres:
 	scripts/ensure-postgresql
 
 test: lint browser postgres
-	$(BIN)/python -m pytest
+	scripts/run-tests
