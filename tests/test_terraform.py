@@ -478,12 +478,16 @@ def test_ec2_autoscaling_group_through_terraform(stack: EnvironmentConfig, tf_sa
     _clear_calls(tf_sandbox)
     assert lifecycle.undo(step) == "rolled back"  # the plan is clean again
     # In reverse: the service back (its group at weight 0) and stable before the listener
-    # returns to it; the group last (the listener lets go of its target group first).
+    # returns to it; the group last, its target group deleted once the listener let go of it.
     calls = _mutating_calls(tf_sandbox)
     switched = [i for i, c in enumerate(calls) if c == "elasticloadbalancing:ModifyListener"]
     assert len(switched) == 3, switched
-    assert calls.index("ecs:CreateService") < switched[1]
-    assert switched[2] < calls.index("autoscaling:DeleteAutoScalingGroup")
+    assert (
+        calls.index("ecs:CreateService")
+        < switched[1]
+        < calls.index("autoscaling:DeleteAutoScalingGroup")
+    )
+    assert switched[2] < calls.index("elasticloadbalancing:DeleteTargetGroup")
     tfvars = json.loads((stack.terraform.dir / TFVARS_FILE).read_text())
     assert tfvars["compute_mode"] == "ecs-fargate"
     assert tfvars["cpu_architecture"] == "X86_64"  # the Fargate move is undone too
