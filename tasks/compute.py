@@ -39,6 +39,7 @@ from phasegate.inventory import (
     VPC_IAM_ACTIONS,
 )
 from phasegate.steps import Change, Record, Step
+from tasks import compute_terraform
 from tasks.compute_common import (
     CREATED_BY_TAG,
     EC2,
@@ -159,16 +160,22 @@ class GravitonCompute(Step):
         }
 
     def terraform_decisions(self) -> dict[str, Any]:
-        """Fargate: the task's CPU architecture; EC2: compute_ec2's group and its sizes."""
+        """Fargate: the task's CPU architecture; EC2: compute_ec2's group and its sizes
+        serving instead of the ECS service."""
+        return {k: v for stage in self.terraform_stages() for k, v in stage.items()}
+
+    def terraform_stages(self) -> list[dict[str, Any]]:
+        """EC2: the group warmed up behind the listener, then serving, then the ECS service
+        gone (tasks.compute_terraform)."""
         targets = self.ctx.config.targets
         if targets.compute == FARGATE:
-            return {"cpu_architecture": "ARM64"}
-        return {
-            "compute_mode": "ec2",
-            "ec2_instance_type": targets.ec2_instance_type,
-            "asg_min": targets.asg_min,
-            "asg_max": targets.asg_max,
-        }
+            return [{"cpu_architecture": "ARM64"}]
+        return compute_terraform.ec2_stages(
+            targets.ec2_instance_type, targets.asg_min, targets.asg_max
+        )
+
+    def terraform_stage_applied(self) -> None:
+        compute_terraform.wait_until_serving(self)
 
     def names(self) -> dict[str, str]:
         """The deterministic names of everything the EC2 target creates."""

@@ -20,14 +20,34 @@ module "network" {
   tags               = local.tags
 }
 
+# The listener forwards to the compute `compute_mode` names, and at weight 0 to the other one
+# while it runs (a move's warm-up, or its rollback's), so it is health-checked before it serves.
 module "alb" {
-  source            = "./modules/alb"
-  name              = var.environment
-  vpc_id            = module.network.vpc_id
-  public_subnet_ids = module.network.public_subnet_ids
-  app_port          = var.app_port
-  target_type       = var.compute_mode == "ec2" ? "instance" : "ip"
-  tags              = local.tags
+  source                 = "./modules/alb"
+  name                   = var.environment
+  vpc_id                 = module.network.vpc_id
+  public_subnet_ids      = module.network.public_subnet_ids
+  app_port               = var.app_port
+  target_type            = "ip"
+  own_weight             = var.compute_mode == "ec2" ? (var.ecs_service_enabled ? 0 : null) : 1
+  other_target_group_arn = one(module.compute_ec2[*].target_group_arn)
+  other_weight           = var.compute_mode == "ec2" ? 1 : 0
+  tags                   = local.tags
+}
+
+locals {
+  # The target group users reach: its dimension for the alarms and the request-count scaling.
+  serving_target_group = var.compute_mode == "ec2" ? one(module.compute_ec2[*].target_group_arn_suffix) : module.alb.target_group_arn_suffix
+}
+
+# compute_mode names what serves; the compute it names must run.
+resource "terraform_data" "compute_serves" {
+  lifecycle {
+    precondition {
+      condition     = var.compute_mode == "ec2" ? var.ec2_group_enabled : var.ecs_service_enabled
+      error_message = "compute_mode ${var.compute_mode} needs ${var.compute_mode == "ec2" ? "ec2_group_enabled" : "ecs_service_enabled"} = true: the listener would forward to nothing."
+    }
+  }
 }
 
 locals {
@@ -59,7 +79,7 @@ resource "aws_security_group" "app" {
 
 module "compute_ecs" {
   source            = "./modules/compute_ecs"
-  count             = var.compute_mode == "ecs-fargate" ? 1 : 0
+  count             = var.ecs_service_enabled ? 1 : 0
   name              = var.environment
   region            = var.region
   image             = var.app_image
@@ -80,7 +100,7 @@ module "compute_ecs" {
 
 module "compute_ec2" {
   source            = "./modules/compute_ec2"
-  count             = var.compute_mode == "ec2" ? 1 : 0
+  count             = var.ec2_group_enabled ? 1 : 0
   name              = var.environment
   image             = var.app_image
   app_port          = var.app_port
@@ -90,7 +110,7 @@ module "compute_ec2" {
   desired_capacity  = min(max(var.asg_min, var.app_desired_count), var.asg_max)
   subnet_ids        = local.service_subnet_ids
   security_group_id = aws_security_group.app.id
-  target_group_arn  = module.alb.target_group_arn
+  vpc_id            = module.network.vpc_id
   group_metrics     = var.enable_autoscaling ? ["GroupDesiredCapacity", "GroupInServiceInstances"] : []
   # Phase 3 (spot.enable)
   enable_spot         = var.enable_spot
@@ -108,7 +128,7 @@ module "scaling" {
   ecs_cluster                = one(module.compute_ecs[*].cluster_name)
   ecs_service                = one(module.compute_ecs[*].service_name)
   autoscaling_group          = one(module.compute_ec2[*].autoscaling_group_name)
-  resource_label             = "${module.alb.arn_suffix}/${module.alb.target_group_arn_suffix}"
+  resource_label             = "${module.alb.arn_suffix}/${local.serving_target_group}"
   min_capacity               = var.autoscaling_min_capacity
   max_capacity               = var.autoscaling_max_capacity
   cpu_target_percent         = var.autoscaling_cpu_target_percent
@@ -187,7 +207,7 @@ module "monitoring" {
   region                   = var.region
   compute_mode             = var.compute_mode
   load_balancer            = module.alb.arn_suffix
-  target_group             = module.alb.target_group_arn_suffix
+  target_group             = local.serving_target_group
   ecs_cluster              = one(module.compute_ecs[*].cluster_name)
   ecs_service              = one(module.compute_ecs[*].service_name)
   autoscaling_group        = one(module.compute_ec2[*].autoscaling_group_name)

@@ -56,7 +56,7 @@ variable "service_subnets" {
 }
 
 variable "compute_mode" {
-  description = "What runs the app: ecs-fargate (compute_ecs) or ec2 (compute_ec2, an Auto Scaling group)."
+  description = "What serves the app's users: ecs-fargate (compute_ecs) or ec2 (compute_ec2, an Auto Scaling group); it must be enabled below."
   type        = string
   default     = "ecs-fargate"
 
@@ -64,6 +64,18 @@ variable "compute_mode" {
     condition     = contains(["ecs-fargate", "ec2"], var.compute_mode)
     error_message = "compute_mode must be \"ecs-fargate\" or \"ec2\"."
   }
+}
+
+variable "ecs_service_enabled" {
+  description = "compute_ecs runs (the ECS service; the listener forwards to it at weight 0 while compute_mode is ec2)."
+  type        = bool
+  default     = true
+}
+
+variable "ec2_group_enabled" {
+  description = "compute_ec2 runs (the Auto Scaling group; the listener forwards to it at weight 0 while compute_mode is ecs-fargate)."
+  type        = bool
+  default     = false
 }
 
 variable "cpu_architecture" {

@@ -428,18 +428,33 @@ def test_ec2_autoscaling_group_through_terraform(stack: EnvironmentConfig, tf_sa
     change = lifecycle.plan(step)
     assert change is not None
     assert change.before["variables"] == {
-        "compute_mode": "ecs-fargate",
+        "ec2_group_enabled": False,
         "ec2_instance_type": "t4g.medium",
         "asg_min": 1,
         "asg_max": 5,
+        "compute_mode": "ecs-fargate",
+        "ecs_service_enabled": True,
     }
     assert change.desired["variables"]["compute_mode"] == "ec2"
     assert change.desired["variables"]["asg_max"] == 4
+    assert len(change.desired["stages"]) == 3
     lines = set(change.actions)
     assert "terraform create module.compute_ec2[0].aws_autoscaling_group.app" in lines
     assert "terraform delete module.compute_ecs[0].aws_ecs_service.app" in lines
 
+    _clear_calls(tf_sandbox)
     lifecycle.execute(step, "run", approved_digest=change.digest())
+    # In order, each settled before the next: the group behind the listener at weight 0 and
+    # healthy there, then the listener to it (the service's group at weight 0 while it runs),
+    # then the ECS service gone (and the listener to the group alone).
+    calls = _calls(tf_sandbox)
+    created = calls.index("autoscaling:CreateAutoScalingGroup")
+    switched = [i for i, c in enumerate(calls) if c == "elasticloadbalancing:ModifyListener"]
+    assert len(switched) == 3, switched
+    checked = [i for i, c in enumerate(calls) if c == "elasticloadbalancing:DescribeTargetHealth"]
+    warmed = max(created, switched[0])  # one apply: the group and its weight 0, either first
+    assert any(warmed < i < switched[1] for i in checked), "health read before the switch"
+    assert switched[1] < calls.index("ecs:DeleteService")
     clients = AwsClients(stack.aws)
     groups = clients.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[f"{ENV}-app"])
     group = groups["AutoScalingGroups"][0]
@@ -460,7 +475,19 @@ def test_ec2_autoscaling_group_through_terraform(stack: EnvironmentConfig, tf_sa
     _second_run_changes_nothing(step, tf_sandbox)
     _spot_on_the_group(stack.model_copy(update={"targets": targets}), tf_sandbox)
 
+    _clear_calls(tf_sandbox)
     assert lifecycle.undo(step) == "rolled back"  # the plan is clean again
+    # In reverse: the service back (its group at weight 0) and stable before the listener
+    # returns to it; the group last, its target group deleted once the listener let go of it.
+    calls = _mutating_calls(tf_sandbox)
+    switched = [i for i, c in enumerate(calls) if c == "elasticloadbalancing:ModifyListener"]
+    assert len(switched) == 3, switched
+    assert (
+        calls.index("ecs:CreateService")
+        < switched[1]
+        < calls.index("autoscaling:DeleteAutoScalingGroup")
+    )
+    assert switched[2] < calls.index("elasticloadbalancing:DeleteTargetGroup")
     tfvars = json.loads((stack.terraform.dir / TFVARS_FILE).read_text())
     assert tfvars["compute_mode"] == "ecs-fargate"
     assert tfvars["cpu_architecture"] == "X86_64"  # the Fargate move is undone too

@@ -262,15 +262,21 @@ class TerraformStep(Step):
             )
 
     def coalesce(self, records: list[Record]) -> list[Record]:
-        """Variables overwrite one another, so one apply undoes all: each variable back to
+        """Variables overwrite one another, so one rollback undoes all: each variable back to
         its value before the oldest change that set it (changes may set different variables,
-        e.g. Fargate ARM64 and then the EC2 group)."""
+        e.g. Fargate ARM64 and then the EC2 group), in the stages of a staged change among
+        them (the EC2 move's, undone in reverse, the other variables with the last)."""
         if not records:
             return []
         restored: dict[str, Any] = {}
         for record in records:  # newest first: an older before-state wins
             restored.update(self._before(record))
-        return [records[-1].model_copy(update={"before": {"variables": restored}})]
+        staged = next((r for r in records if len(self._stages(r)) > 1), records[-1])
+        return [staged.model_copy(update={"before": {"variables": restored}})]
+
+    @staticmethod
+    def _stages(record: Record) -> list[dict[str, Any]]:
+        return (record.change.desired.get("stages") if record.change else None) or []
 
     @staticmethod
     def _before(record: Record) -> dict[str, Any]:
@@ -285,7 +291,7 @@ class TerraformStep(Step):
         before = self._before(record)
         if not before:
             return
-        stages = (record.change.desired.get("stages") if record.change else None) or []
+        stages = self._stages(record)
         if len(stages) > 1:
             undo = [{k: before[k] for k in stage if k in before} for stage in reversed(stages)]
             self._apply_in_stages(self._current(), [*undo, before])

@@ -16,6 +16,8 @@ DECISIONS = (
     "enable_s3_endpoint",
     "service_subnets",
     "compute_mode",
+    "ecs_service_enabled",
+    "ec2_group_enabled",
     "cpu_architecture",
     "ec2_instance_type",
     "asg_min",

@@ -64,6 +64,16 @@ resource "aws_lb_target_group" "app" {
   }
 }
 
+locals {
+  # The groups the listener forwards to, by weight. A group at weight 0 gets no users, but AWS
+  # health-checks a target group only while a listener forwards to it, so a compute about to
+  # take the traffic (or to take it back) is proven healthy there first.
+  forward = concat(
+    var.own_weight == null ? [] : [{ arn = aws_lb_target_group.app.arn, weight = var.own_weight }],
+    var.other_target_group_arn == null ? [] : [{ arn = var.other_target_group_arn, weight = var.other_weight }],
+  )
+}
+
 resource "aws_lb_listener" "http" {
   load_balancer_arn = aws_lb.this.arn
   port              = 80
@@ -72,6 +82,19 @@ resource "aws_lb_listener" "http" {
 
   default_action {
     type             = "forward"
-    target_group_arn = aws_lb_target_group.app.arn
+    target_group_arn = length(local.forward) == 1 ? local.forward[0].arn : null
+
+    dynamic "forward" {
+      for_each = length(local.forward) > 1 ? [local.forward] : []
+      content {
+        dynamic "target_group" {
+          for_each = forward.value
+          content {
+            arn    = target_group.value.arn
+            weight = target_group.value.weight
+          }
+        }
+      }
+    }
   }
 }

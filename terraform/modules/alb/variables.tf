@@ -23,6 +23,24 @@ variable "target_type" {
   type        = string
 }
 
+variable "own_weight" {
+  description = "The listener's weight for this module's target group; null: not forwarded to."
+  type        = number
+  default     = 1
+}
+
+variable "other_target_group_arn" {
+  description = "Another target group the listener forwards to (the EC2 group's), or null."
+  type        = string
+  default     = null
+}
+
+variable "other_weight" {
+  description = "The listener's weight for the other target group."
+  type        = number
+  default     = 0
+}
+
 variable "tags" {
   description = "Tags on every resource."
   type        = map(string)

@@ -1,6 +1,7 @@
 # The EC2 alternative: an Auto Scaling group (asg_min..asg_max) of Graviton instances from a
 # launch template (ECS-optimized AL2023 arm64 AMI) whose user data runs the app's image with
-# Docker, registered in the ALB's instance target group. With phase 3's Spot the group runs a
+# Docker, registered in an instance target group of its own that the ALB's listener forwards
+# to as the root module says. With phase 3's Spot the group runs a
 # mixed-instances policy over the same launch template instead (an in-place update).
 
 data "aws_ssm_parameter" "arm64_ami" {
@@ -75,13 +76,34 @@ resource "aws_launch_template" "app" {
   }
 }
 
+# The group's own instance target group, beside the ECS service's ip group: both serve while
+# the listener moves from one to the other.
+resource "aws_lb_target_group" "app" {
+  name        = "${var.name}-app-instance"
+  port        = var.app_port
+  protocol    = "HTTP"
+  vpc_id      = var.vpc_id
+  target_type = "instance"
+  tags        = merge(var.tags, { Name = "${var.name}-app-instance-tg" })
+
+  health_check {
+    path = "/health"
+  }
+
+  # AWS refuses to delete a group a listener forwards to: with this, Terraform updates the
+  # listener first and deletes the group after (removing the group came first, and failed).
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
 resource "aws_autoscaling_group" "app" {
   name                      = "${var.name}-app"
   min_size                  = var.min_size
   max_size                  = var.max_size
   desired_capacity          = var.desired_capacity
   vpc_zone_identifier       = var.subnet_ids
-  target_group_arns         = [var.target_group_arn]
+  target_group_arns         = [aws_lb_target_group.app.arn]
   health_check_type         = "ELB"
   health_check_grace_period = 120
   enabled_metrics           = var.group_metrics

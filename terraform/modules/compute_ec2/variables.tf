@@ -43,8 +43,8 @@ variable "security_group_id" {
   type        = string
 }
 
-variable "target_group_arn" {
-  description = "The ALB target group (target type instance)."
+variable "vpc_id" {
+  description = "The VPC of the group's target group."
   type        = string
 }
 
