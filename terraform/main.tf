@@ -28,7 +28,6 @@ module "alb" {
   vpc_id                 = module.network.vpc_id
   public_subnet_ids      = module.network.public_subnet_ids
   app_port               = var.app_port
-  target_type            = "ip"
   own_weight             = var.compute_mode == "ec2" ? (var.ecs_service_enabled ? 0 : null) : 1
   other_target_group_arn = one(module.compute_ec2[*].target_group_arn)
   other_weight           = var.compute_mode == "ec2" ? 1 : 0

@@ -1,4 +1,4 @@
-# Internet-facing Application Load Balancer: HTTP 80 forwarding to the app's target group.
+# Internet-facing Application Load Balancer: HTTP 80 forwarding to the app's target groups.
 
 resource "aws_security_group" "alb" {
   name        = "${var.name}-alb"
@@ -45,14 +45,15 @@ resource "aws_lb" "this" {
   tags                       = merge(var.tags, { Name = "${var.name}-alb" })
 }
 
-# A new target type is a new target group: its own name, created (and the listener moved to
-# it) before the old one goes, since a group a listener forwards to cannot be deleted.
+# The ECS service's target group (Fargate tasks register by IP); the EC2 group brings its own.
+# Replaced, a new one is created (and the listener moved to it) before the old one goes, since
+# a group a listener forwards to cannot be deleted.
 resource "aws_lb_target_group" "app" {
-  name        = var.target_type == "ip" ? "${var.name}-app" : "${var.name}-app-${var.target_type}"
+  name        = "${var.name}-app"
   port        = var.app_port
   protocol    = "HTTP"
   vpc_id      = var.vpc_id
-  target_type = var.target_type
+  target_type = "ip"
   tags        = merge(var.tags, { Name = "${var.name}-app-tg" })
 
   health_check {

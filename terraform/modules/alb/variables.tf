@@ -18,11 +18,6 @@ variable "app_port" {
   type        = number
 }
 
-variable "target_type" {
-  description = "ip (Fargate tasks) or instance (the EC2 Auto Scaling group)."
-  type        = string
-}
-
 variable "own_weight" {
   description = "The listener's weight for this module's target group; null: not forwarded to."
   type        = number
