@@ -16,6 +16,7 @@ import hashlib
 import json
 from typing import Any
 
+from phasegate.aws import AwsClients
 from phasegate.errors import AwsCallError
 from phasegate.inventory import AutoScalingGroup, Discovery, EcsService, Inventory, LoadBalancer
 from phasegate.steps import (
@@ -99,6 +100,21 @@ def forward_targets(actions: list[dict[str, Any]]) -> set[str]:
         for group in action.get("ForwardConfig", {}).get("TargetGroups", []):
             arns.add(group["TargetGroupArn"])
     return arns
+
+
+def healthy_in_service(clients: AwsClients, group: dict[str, Any], target_group: str) -> list[str]:
+    """A described Auto Scaling group's InService instances the target group reports healthy."""
+    health = clients.elbv2.describe_target_health(TargetGroupArn=target_group)
+    healthy = {
+        d["Target"]["Id"]
+        for d in health["TargetHealthDescriptions"]
+        if d["TargetHealth"]["State"] == "healthy"
+    }
+    return [
+        i["InstanceId"]
+        for i in group.get("Instances", [])
+        if i["LifecycleState"] == "InService" and i["InstanceId"] in healthy
+    ]
 
 
 def weighted_forward(weights: dict[str, int]) -> dict[str, Any]:
@@ -759,17 +775,7 @@ class Ec2AutoScalingGraviton(ComputeTarget):
         group = self._describe_asg(name)
         if group is None:
             return None, []
-        health = self.clients.elbv2.describe_target_health(TargetGroupArn=target_group)
-        healthy = {
-            d["Target"]["Id"]
-            for d in health["TargetHealthDescriptions"]
-            if d["TargetHealth"]["State"] == "healthy"
-        }
-        return group, [
-            i["InstanceId"]
-            for i in group.get("Instances", [])
-            if i["LifecycleState"] == "InService" and i["InstanceId"] in healthy
-        ]
+        return group, healthy_in_service(self.clients, group, target_group)
 
     def apply(self, change: Change) -> dict[str, Any]:
         desired, names = change.desired, change.desired["names"]

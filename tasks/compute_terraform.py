@@ -21,6 +21,7 @@ from typing import Any
 
 from phasegate.inventory import Discovery
 from phasegate.steps import Step
+from tasks.compute_ec2 import healthy_in_service
 
 
 def ec2_stages(instance_type: str, asg_min: int, asg_max: int) -> list[dict[str, Any]]:
@@ -45,17 +46,8 @@ def _groups_serving(step: Step) -> list[str]:
         [described] = clients.autoscaling.describe_auto_scaling_groups(
             AutoScalingGroupNames=[group.name]
         )["AutoScalingGroups"]
-        in_service = {
-            i["InstanceId"] for i in described["Instances"] if i["LifecycleState"] == "InService"
-        }
         for arn in described.get("TargetGroupARNs", []):
-            health = clients.elbv2.describe_target_health(TargetGroupArn=arn)
-            healthy = {
-                d["Target"]["Id"]
-                for d in health["TargetHealthDescriptions"]
-                if d["TargetHealth"]["State"] == "healthy"
-            }
-            if len(in_service & healthy) < described["DesiredCapacity"]:
+            if len(healthy_in_service(clients, described, arn)) < described["DesiredCapacity"]:
                 waiting.append(f"{group.name} in {arn.rsplit(':', 1)[-1]}")
     return waiting
 

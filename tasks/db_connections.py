@@ -92,8 +92,7 @@ class DatabaseConnections(Step):
             return
         for db in Discovery(self.ctx.config, self.clients).databases():
             if self._state(db.identifier)["apply_status"] == "pending-reboot":
-                self.clients.rds.reboot_db_instance(DBInstanceIdentifier=db.identifier)
-                self._wait_available(db.identifier, "to reboot", kind="rds_reboot")
+                self._reboot(db.identifier)
 
     @property
     def reboots(self) -> bool:
@@ -287,9 +286,7 @@ class DatabaseConnections(Step):
                 self.progress(**{identifier: {"attached": name}})
             state = self._wait_available(identifier, "to take parameter group " + name)
             if want["reboot"] and state["apply_status"] == "pending-reboot":
-                rds.reboot_db_instance(DBInstanceIdentifier=identifier)
-                self.progress(**{identifier: {"rebooted": True}})
-                state = self._wait_available(identifier, "to reboot", kind="rds_reboot")
+                state = self._reboot(identifier)
             if state["apply_status"] == "pending-reboot" and self.log is not None:
                 self.log.warning(
                     "database.pending_reboot",
@@ -302,6 +299,13 @@ class DatabaseConnections(Step):
                 "apply_status": state["apply_status"],
             }
         return after
+
+    def _reboot(self, identifier: str) -> dict[str, Any]:
+        """Reboot the instance (journaled inside an apply, so a killed run knows it was sent)
+        and wait until it is available again; its state then."""
+        self.clients.rds.reboot_db_instance(DBInstanceIdentifier=identifier)
+        self.progress(**{identifier: {"rebooted": True}})
+        return self._wait_available(identifier, "to reboot", kind="rds_reboot")
 
     def _wait_available(self, identifier: str, what: str, kind: str = "rds_modify") -> dict:
         return self.ctx.wait(
@@ -368,8 +372,7 @@ class DatabaseConnections(Step):
                 )
             state = self._wait_available(identifier, "to take back " + was["parameter_group"])
             if self.reboots and state["apply_status"] == "pending-reboot":
-                rds.reboot_db_instance(DBInstanceIdentifier=identifier)
-                self._wait_available(identifier, "to reboot", kind="rds_reboot")
+                self._reboot(identifier)
             name = (
                 (record.change.desired if record.change else {})
                 .get(identifier, {})
