@@ -290,6 +290,14 @@ class Step(ABC):
         Terraform form and always calls AWS itself."""
         return {}
 
+    def terraform_prerequisites(self) -> dict[str, Any]:
+        """The decisions of the steps before this one that its Terraform resources stand on
+        (regions.expand's ALB in the VPC its network step makes). A phase is planned and
+        approved before its first step runs; while these are not in the stack yet, the
+        step's plan is taken as what its own decisions add on top of them, which is the plan
+        it makes once they are, so the approval still holds when its turn comes."""
+        return {}
+
     def terraform_stages(self) -> list[dict[str, Any]]:
         """`terraform_decisions` split into the applies they need, in order. One apply for
         most steps; a change that is only safe in order (nat.remove: the service out of the

@@ -140,6 +140,9 @@ class RegionAlb(RegionStep):
                 }
         return found
 
+    def terraform_part(self) -> dict[str, Any]:
+        return {"enable_secondary_alb": True}
+
     # -- changing ------------------------------------------------------------------------
 
     def describe(self, desired: dict[str, Any]) -> tuple[str, list[str], float]:

@@ -122,6 +122,9 @@ class RegionCache(RegionStep):
                 )
         return found
 
+    def terraform_part(self) -> dict[str, Any]:
+        return {"enable_secondary_cache": True}
+
     # -- changing ------------------------------------------------------------------------
 
     def describe(self, desired: dict[str, Any]) -> tuple[str, list[str], float]:

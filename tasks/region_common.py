@@ -14,6 +14,11 @@ resources up by their tags at the time it runs.
 Everything made carries the environment's discovery tags, `PhasegateRole: secondary` and
 `phasegate:created-by = <step id>`: re-runs reuse it, rollback deletes exactly it (also what
 a run killed half-way left, without relying on what it journaled).
+
+With `executor: terraform` each sub-step enables its part of terraform/'s secondary_region
+module instead (`terraform_part`), which names and tags what it makes as `make` would, so the
+same `current()` verifies either form. The module copies an ECS primary; on the EC2 target
+the sub-steps keep to the API, and say so to the approver (the stack will not know of it).
 """
 
 from abc import abstractmethod
@@ -35,6 +40,7 @@ from phasegate.steps import (
     diff_entry,
     flatten,
 )
+from tasks.compute_common import EC2
 
 NETWORK_STEP = "regions.expand.network"
 ALB_STEP = "regions.expand.alb"
@@ -290,6 +296,28 @@ class RegionStep(Step):
     def blockers(self) -> list[str]:
         """Why AWS would refuse the change as things stand (shown by plan, refused by run)."""
         return []
+
+    @abstractmethod
+    def terraform_part(self) -> dict[str, Any]:
+        """The secondary_region module's variables that make this sub-step's part."""
+
+    # -- through Terraform ---------------------------------------------------------------
+
+    def terraform_decisions(self) -> dict[str, Any]:
+        if self.region is None or self.ctx.config.targets.compute == EC2:
+            return {}
+        return self.terraform_part()
+
+    def terraform_prerequisites(self) -> dict[str, Any]:
+        """The parts of the sub-steps this one runs after (and of theirs)."""
+        from tasks.registry import STEPS  # the registry imports every sub-step's module
+
+        found: dict[str, Any] = {}
+        for step_id in self.after:
+            earlier = STEPS[step_id](self.ctx)
+            found.update(earlier.terraform_prerequisites())
+            found.update(earlier.terraform_decisions())
+        return found
 
     # -- the lifecycle -------------------------------------------------------------------
 

@@ -196,6 +196,9 @@ class RegionCompute(RegionStep):
         found["services"] = services
         return found
 
+    def terraform_part(self) -> dict[str, Any]:
+        return {"enable_secondary_compute": True}
+
     # -- changing ------------------------------------------------------------------------
 
     def describe(self, desired: dict[str, Any]) -> tuple[str, list[str], float]:

@@ -200,6 +200,9 @@ class RegionDatabase(RegionStep):
                 raise Settling(f"read replica {replica['DBInstanceIdentifier']} is being made")
         return found
 
+    def terraform_part(self) -> dict[str, Any]:
+        return {"enable_secondary_database": True}
+
     # -- changing ------------------------------------------------------------------------
 
     def describe(self, desired: dict[str, Any]) -> tuple[str, list[str], float]:

@@ -159,6 +159,15 @@ class RegionDns(RegionStep):
             found["failover"] = sides
         return found
 
+    def terraform_part(self) -> dict[str, Any]:
+        regions = self.ctx.config.regions
+        return {
+            "enable_secondary_dns": True,
+            "failover_zone_id": self.zone_id().rsplit("/", 1)[-1],  # /hostedzone/ID
+            "failover_record_name": _fqdn(str(regions.record_name)).lower().rstrip("."),
+            "failover_health_check_path": regions.health_check_path,
+        }
+
     # -- changing ------------------------------------------------------------------------
 
     def describe(self, desired: dict[str, Any]) -> tuple[str, list[str], float]:

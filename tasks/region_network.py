@@ -60,10 +60,13 @@ class RegionNetwork(RegionStep):
         tags = {**self.tags(), "Name": self.name(suffix)}
         return [{"ResourceType": resource, "Tags": tag_list(tags)}]
 
+    def _cidr(self) -> str:
+        vpcs = Discovery(self.ctx.config, self.clients).vpcs()
+        return secondary_cidr(vpcs[0].cidr if vpcs else None)
+
     def desired(self) -> dict[str, Any]:
         assert self.region is not None
-        vpcs = Discovery(self.ctx.config, self.clients).vpcs()
-        cidr = secondary_cidr(vpcs[0].cidr if vpcs else None)
+        cidr = self._cidr()
         zones = self.client("ec2").describe_availability_zones()["AvailabilityZones"]
         names = sorted(z["ZoneName"] for z in zones if z.get("State", "available") == "available")
         if len(names) < SUBNETS:
@@ -136,6 +139,26 @@ class RegionNetwork(RegionStep):
             ),
             "nat_gateways": sum(1 for n in nats if n["State"] not in ("deleted", "deleting")),
         }
+
+    # -- through Terraform ---------------------------------------------------------------
+
+    def terraform_part(self) -> dict[str, Any]:
+        return {
+            "secondary_region": self.region,
+            "enable_secondary_network": True,
+            "secondary_vpc_cidr": self._cidr(),
+            "secondary_tags": self.role_tags(),
+        }
+
+    def terraform_stages(self) -> list[dict[str, Any]]:
+        """The region first, the network after, so a rollback (stages in reverse) destroys
+        the network while the second region's provider still points at it: Terraform
+        destroys with the provider as configured in that apply."""
+        part = self.terraform_decisions()
+        if not part:
+            return []
+        region = {"secondary_region": part.pop("secondary_region")}
+        return [region, part]
 
     # -- changing ------------------------------------------------------------------------
 

@@ -234,3 +234,49 @@ module "cdn" {
   price_class     = var.cdn_price_class
   tags            = local.tags
 }
+
+# Phase 3 (regions.expand): the standby copy in `secondary_region`, part by part.
+resource "terraform_data" "secondary_region_named" {
+  lifecycle {
+    precondition {
+      condition     = !var.enable_secondary_network || var.secondary_region != ""
+      error_message = "enable_secondary_network needs secondary_region: the region the copy is made in."
+    }
+  }
+}
+
+module "secondary_region" {
+  source    = "./modules/secondary_region"
+  count     = var.enable_secondary_network ? 1 : 0
+  providers = { aws = aws.secondary }
+
+  name             = var.environment
+  region           = var.secondary_region
+  cidr             = var.secondary_vpc_cidr
+  tags             = merge(local.tags, var.secondary_tags)
+  alb_enabled      = var.enable_secondary_alb
+  database_enabled = var.enable_secondary_database
+  cache_enabled    = var.enable_secondary_cache
+  compute_enabled  = var.enable_secondary_compute
+  dns_enabled      = var.enable_secondary_dns
+
+  app_port          = var.app_port
+  image             = var.app_image
+  cpu_architecture  = var.cpu_architecture
+  desired_count     = var.app_desired_count
+  redis_node_type   = var.redis_node_type
+  primary_db_arn    = module.rds.arn
+  db_identifier     = module.rds.identifier
+  db_instance_class = var.rds_instance_class
+  db_family         = local.db_family
+  db_tuning = var.enable_db_tuning ? {
+    max_connections                        = var.db_max_connections
+    idle_in_transaction_session_timeout_ms = var.db_idle_in_transaction_session_timeout_ms
+    tcp_keepalives_idle_seconds            = var.db_tcp_keepalives_idle_seconds
+    log_min_duration_statement_ms          = var.db_log_min_duration_statement_ms
+  } : null
+  primary_alb       = { dns_name = module.alb.dns_name, zone_id = module.alb.zone_id }
+  zone_id           = var.failover_zone_id
+  record_name       = var.failover_record_name
+  health_check_path = var.failover_health_check_path
+}

@@ -330,3 +330,83 @@ variable "cdn_price_class" {
     error_message = "cdn_price_class must be PriceClass_100, PriceClass_200 or PriceClass_All."
   }
 }
+
+# Phase 3 (regions.expand): a standby copy of the environment in a second region, one part per
+# sub-step (network, alb, database, cache, compute, dns), each enabled on top of the last.
+
+variable "secondary_region" {
+  description = "The second region: where the aws.secondary provider acts. Set before enable_secondary_network and cleared only after it is false again: Terraform destroys with the provider as configured now, so a copy whose region was cleared in the same apply would be looked for in the primary's region and left behind."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.secondary_region == "" || can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]$", var.secondary_region))
+    error_message = "secondary_region must be empty or a region name such as us-west-2."
+  }
+}
+
+variable "enable_secondary_network" {
+  description = "The second region's VPC, public subnets and internet gateway: the copy's first part (regions.expand.network)."
+  type        = bool
+  default     = false
+}
+
+variable "secondary_vpc_cidr" {
+  description = "The second region's VPC /16, apart from the primary's (peering stays possible)."
+  type        = string
+  default     = "10.200.0.0/16"
+}
+
+variable "secondary_tags" {
+  description = "What marks the second region's resources (the environment's discovery tags and PhasegateRole = secondary), so phasegate tells them from the primary's."
+  type        = map(string)
+  default     = {}
+}
+
+variable "enable_secondary_alb" {
+  description = "The second region's ALB, its target group and the app's security group."
+  type        = bool
+  default     = false
+}
+
+variable "enable_secondary_database" {
+  description = "A cross-region read replica of the primary database (promoted only by phasegate failover)."
+  type        = bool
+  default     = false
+}
+
+variable "enable_secondary_cache" {
+  description = "A Redis replication group like the primary's in the second region."
+  type        = bool
+  default     = false
+}
+
+variable "enable_secondary_compute" {
+  description = "The primary's ECS service copied behind the second region's ALB."
+  type        = bool
+  default     = false
+}
+
+variable "enable_secondary_dns" {
+  description = "Route 53 failover records: the primary's ALB while its health check passes, else the second region's."
+  type        = bool
+  default     = false
+}
+
+variable "failover_zone_id" {
+  description = "The Route 53 hosted zone (its id) holding the failover records."
+  type        = string
+  default     = ""
+}
+
+variable "failover_record_name" {
+  description = "The failover record's name (app.example.com)."
+  type        = string
+  default     = ""
+}
+
+variable "failover_health_check_path" {
+  description = "The path Route 53's health checks request on each region's ALB."
+  type        = string
+  default     = "/health"
+}

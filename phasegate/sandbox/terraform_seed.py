@@ -38,12 +38,16 @@ SANDBOX_DB_PASSWORD = "sandbox-only-password"
 ENDPOINT_SERVICES = (
     "ec2", "ecs", "elbv2", "rds", "elasticache", "iam", "logs", "sts", "autoscaling",
     "applicationautoscaling", "cloudwatch", "sns", "budgets", "s3", "ssm", "ecr", "cloudfront",
+    "route53", "kms",
 )  # fmt: skip
+PROVIDER_ALIASES = ("secondary",)
+"""terraform/'s aliased providers (the second region's), aimed at the sandbox the same way."""
 
 
 def override_hcl(endpoint: str, region: str) -> str:
     """sandbox_override.tf: the provider and the backend aimed at the sandbox at `endpoint`."""
     endpoints = "\n".join(f'    {s} = "{endpoint}"' for s in ENDPOINT_SERVICES)
+    providers = "".join(_provider_hcl(endpoints, a) for a in (None, *PROVIDER_ALIASES))
     return f"""# Written by `phasegate sandbox up --via terraform`: the sandbox at {endpoint}.
 terraform {{
   backend "s3" {{
@@ -65,8 +69,14 @@ terraform {{
   }}
 }}
 
+{providers}"""
+
+
+def _provider_hcl(endpoints: str, alias: str | None) -> str:
+    aliased = f'  alias                       = "{alias}"\n' if alias else ""
+    return f"""
 provider "aws" {{
-  access_key                  = "sandbox"
+{aliased}  access_key                  = "sandbox"
   secret_key                  = "sandbox"
   skip_credentials_validation = true
   skip_metadata_api_check     = true

@@ -9,7 +9,9 @@ migration decisions it stands for (`Step.terraform_decisions`) runs through `Ter
 - plan: the decisions as variable changes, `terraform plan -out` on them, and `show -json`
   summarized (adds, changes, destroys per address; replacements and destroys of data flagged
   dangerous) into the Change the operator approves, with the step's own blockers and those
-  only the stack can lift (`Step.terraform_blockers`);
+  only the stack can lift (`Step.terraform_blockers`). A step planned before the steps it
+  stands on have applied (`Step.terraform_prerequisites`) is summarized as what it adds on
+  top of theirs, the plan it makes when its turn comes;
 - apply: exactly that saved plan (re-planned, and refused if different, when the Change is an
   older one), then the variables written to phasegate.auto.tfvars.json. A step whose change
   is only safe in order (`Step.terraform_stages`) is applied stage by stage instead, each
@@ -117,13 +119,24 @@ class TerraformStep(Step):
 
     def _current(self) -> dict[str, Any]:
         """The step's decisions as the stack has them now, by decision name."""
+        return self._values(self.inner.terraform_decisions())
+
+    def _values(self, decisions: dict[str, Any]) -> dict[str, Any]:
+        """`decisions`' variables as the stack has them now (written, else declared defaults)."""
         declared = declared_variables(self.stack.directory)
         written = self.stack.variables()
         current = {}
-        for decision in self.inner.terraform_decisions():
+        for decision in decisions:
             name = self.settings.variable(decision)
-            current[decision] = written.get(name, declared[name].default)
+            default = declared[name].default if name in declared else None
+            current[decision] = written.get(name, default)
         return current
+
+    def _pending_prerequisites(self) -> dict[str, Any]:
+        """The earlier steps' decisions this step stands on that the stack does not have yet."""
+        wanted = self.inner.terraform_prerequisites()
+        now = self._values(wanted)
+        return {k: v for k, v in wanted.items() if now[k] != v}
 
     def _named(self, decisions: dict[str, Any]) -> dict[str, Any]:
         return {self.settings.variable(d): v for d, v in decisions.items()}
@@ -152,7 +165,12 @@ class TerraformStep(Step):
         desired = {**obs.variables, **self.inner.terraform_decisions()}
         if desired == obs.variables:
             return None
-        plan_file, summary = self._saved_plan(desired)
+        pending = self._pending_prerequisites()
+        if pending:  # planned before the steps it stands on: what it adds on top of theirs
+            base = self._saved_plan(pending)[1]
+            plan_file, summary = None, self._saved_plan({**pending, **desired})[1].beyond(base)
+        else:
+            plan_file, summary = self._saved_plan(desired)
         inner = obs.inner_change
         settings = ", ".join(
             f"{self.settings.variable(k)} = {v!r}"
@@ -185,7 +203,7 @@ class TerraformStep(Step):
             desired={"variables": desired, "plan": summary.model_dump(), "stages": stages},
             blockers=[*inner.blockers, *self.inner.terraform_blockers(inner)] if inner else [],
         )
-        self._saved = (change.digest(), plan_file)
+        self._saved = (change.digest(), plan_file) if plan_file else None
         return change
 
     def _refuse_unless(self, approved: dict[str, Any], summary: PlanSummary) -> None:

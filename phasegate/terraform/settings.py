@@ -56,6 +56,18 @@ DECISIONS = (
     "enable_cdn",
     "cdn_static_paths",
     "cdn_price_class",
+    "secondary_region",
+    "enable_secondary_network",
+    "secondary_vpc_cidr",
+    "secondary_tags",
+    "enable_secondary_alb",
+    "enable_secondary_database",
+    "enable_secondary_cache",
+    "enable_secondary_compute",
+    "enable_secondary_dns",
+    "failover_zone_id",
+    "failover_record_name",
+    "failover_health_check_path",
 )
 """Every migration decision a step can make through Terraform; terraform/variables.tf declares
 each under this name."""

@@ -62,6 +62,22 @@ class PlanSummary(BaseModel):
     def empty(self) -> bool:
         return not self.resources
 
+    @classmethod
+    def of(cls, resources: list[ResourceChange]) -> "PlanSummary":
+        return cls(
+            adds=sum("create" in r.actions for r in resources),
+            changes=sum(r.actions == ["update"] for r in resources),
+            destroys=sum("delete" in r.actions for r in resources),
+            resources=resources,
+        )
+
+    def beyond(self, base: "PlanSummary") -> "PlanSummary":
+        """What this plan does that `base` (a plan of fewer changes) does not."""
+        done = {(r.address, tuple(r.actions)) for r in base.resources}
+        return PlanSummary.of(
+            [r for r in self.resources if (r.address, tuple(r.actions)) not in done]
+        )
+
     def lines(self) -> list[str]:
         """`terraform: update module.rds.aws_db_instance.this`, one per resource."""
         out = []
@@ -80,20 +96,16 @@ def summarize(plan_json: dict[str, Any]) -> PlanSummary:
 
     A replacement of anything, and any destroy of a data store or snapshot, is dangerous.
     """
-    summary = PlanSummary()
+    resources = []
     for rc in plan_json.get("resource_changes", []):
         actions = list(rc.get("change", {}).get("actions", []))
         if actions in (["no-op"], ["read"]):
             continue
         replace = "delete" in actions and "create" in actions
         dangerous = replace or ("delete" in actions and rc.get("type") in DATA_TYPES)
-        summary.resources.append(
-            ResourceChange(address=rc["address"], actions=actions, dangerous=dangerous)
-        )
-        summary.adds += "create" in actions
-        summary.changes += actions == ["update"]
-        summary.destroys += "delete" in actions
-    return summary
+        change = ResourceChange(address=rc["address"], actions=actions, dangerous=dangerous)
+        resources.append(change)
+    return PlanSummary.of(resources)
 
 
 @contextmanager

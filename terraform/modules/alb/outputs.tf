@@ -22,3 +22,8 @@ output "target_group_arn_suffix" {
   description = "targetgroup/NAME/ID: the target group's CloudWatch dimension."
   value       = aws_lb_target_group.app.arn_suffix
 }
+
+output "zone_id" {
+  description = "The ALB's canonical hosted zone (a Route 53 alias target's zone)."
+  value       = aws_lb.this.zone_id
+}

@@ -34,9 +34,9 @@ data "aws_iam_policy_document" "execution" {
 }
 
 resource "aws_iam_role" "execution" {
-  name               = "${var.name}-ecs-execution"
+  name               = "${var.name}-ecs-execution${var.role_suffix}"
   assume_role_policy = data.aws_iam_policy_document.assume_ecs_tasks.json
-  tags               = merge(var.tags, { Name = "${var.name}-ecs-execution" })
+  tags               = merge(var.tags, { Name = "${var.name}-ecs-execution${var.role_suffix}" })
 }
 
 resource "aws_iam_role_policy" "execution" {

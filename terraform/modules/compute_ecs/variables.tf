@@ -3,6 +3,12 @@ variable "name" {
   type        = string
 }
 
+variable "role_suffix" {
+  description = "Appended to the execution role's name: IAM is global, so a copy in a second region needs a role of its own."
+  type        = string
+  default     = ""
+}
+
 variable "region" {
   description = "Region of the log group the tasks write to."
   type        = string
