@@ -152,3 +152,7 @@ def prefect_client_env(prefect_api: str) -> Iterator[str]:
     with temporary_settings({PREFECT_API_URL: prefect_api}):
         yield prefect_api
     mp.undo()
+
+
+# The Terraform modules' module-scoped sandbox and stack (tests/terraform_stack.py).
+from terraform_stack import cli_config, stack, tf_sandbox  # noqa: E402, F401

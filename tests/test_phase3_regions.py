@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import requests
 from conftest import write_environment
+from region_inventory import SECONDARY, inventory
 from typer.testing import CliRunner
 
 from flows.migration import migration
@@ -43,7 +44,6 @@ from tasks.registry import STEPS
 
 pytestmark = pytest.mark.timeout(600)
 
-SECONDARY = "us-west-2"
 RECORD = f"app.{hosted_zone_name('demo')}"
 REGION_STEPS = [s for s in STEPS if s.startswith("regions.expand.")]
 
@@ -70,88 +70,6 @@ class World:
         return parse_environment(
             write_environment(directory, "demo", self.sandbox, regions=regions, **overrides)
         )
-
-
-def inventory(clients: AwsClients) -> dict[str, Any]:
-    """Every resource of the kinds regions.expand makes, in both regions, and Route 53's."""
-    found: dict[str, Any] = {}
-    for region in ("us-east-1", SECONDARY):
-        ec2 = clients.client("ec2", region)
-        rds = clients.client("rds", region)
-        elasticache = clients.client("elasticache", region)
-        ecs = clients.client("ecs", region)
-        elbv2 = clients.client("elbv2", region)
-        clusters = ecs.list_clusters()["clusterArns"]
-        active = [
-            c["clusterArn"]
-            for c in (ecs.describe_clusters(clusters=clusters)["clusters"] if clusters else [])
-            if c["status"] == "ACTIVE"
-        ]
-        found[region] = {
-            "vpcs": sorted(v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"]),
-            "subnets": sorted(s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]),
-            "security_groups": sorted(
-                g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]
-            ),
-            "internet_gateways": sorted(
-                g["InternetGatewayId"] for g in ec2.describe_internet_gateways()["InternetGateways"]
-            ),
-            "route_tables": sorted(
-                t["RouteTableId"] for t in ec2.describe_route_tables()["RouteTables"]
-            ),
-            "load_balancers": sorted(
-                lb["LoadBalancerArn"] for lb in elbv2.describe_load_balancers()["LoadBalancers"]
-            ),
-            "target_groups": sorted(
-                g["TargetGroupArn"] for g in elbv2.describe_target_groups()["TargetGroups"]
-            ),
-            "db_instances": sorted(
-                (d["DBInstanceIdentifier"], tuple(d.get("ReadReplicaDBInstanceIdentifiers", [])))
-                for d in rds.describe_db_instances()["DBInstances"]
-            ),
-            "db_subnet_groups": sorted(
-                g["DBSubnetGroupName"] for g in rds.describe_db_subnet_groups()["DBSubnetGroups"]
-            ),
-            "db_parameter_groups": sorted(
-                g["DBParameterGroupName"]
-                for g in rds.describe_db_parameter_groups()["DBParameterGroups"]
-                if not g["DBParameterGroupName"].startswith("default.")  # AWS's own, everywhere
-            ),
-            "replication_groups": sorted(
-                g["ReplicationGroupId"]
-                for g in elasticache.describe_replication_groups()["ReplicationGroups"]
-            ),
-            "cache_subnet_groups": sorted(
-                g["CacheSubnetGroupName"]
-                for g in elasticache.describe_cache_subnet_groups()["CacheSubnetGroups"]
-            ),
-            "ecs_services": sorted(
-                arn for c in active for arn in ecs.list_services(cluster=c)["serviceArns"]
-            ),
-            "ecs_clusters": sorted(active),
-            "task_definitions": sorted(ecs.list_task_definitions()["taskDefinitionArns"]),
-            "auto_scaling_groups": sorted(
-                g["AutoScalingGroupName"]
-                for g in clients.client("autoscaling", region).describe_auto_scaling_groups()[
-                    "AutoScalingGroups"
-                ]
-            ),
-            "launch_templates": sorted(
-                t["LaunchTemplateName"] for t in ec2.describe_launch_templates()["LaunchTemplates"]
-            ),
-            "log_groups": sorted(
-                g["logGroupName"]
-                for g in clients.client("logs", region).describe_log_groups()["logGroups"]
-            ),
-        }
-    route53 = clients.route53
-    found["health_checks"] = sorted(c["Id"] for c in route53.list_health_checks()["HealthChecks"])
-    found["records"] = sorted(
-        (r["Name"], r["Type"], r.get("SetIdentifier", ""))
-        for z in route53.list_hosted_zones()["HostedZones"]
-        for r in route53.list_resource_record_sets(HostedZoneId=z["Id"])["ResourceRecordSets"]
-    )
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -399,8 +317,9 @@ def test_regions_expand_is_opt_in(world: World) -> None:
 def test_under_the_terraform_executor_an_api_only_step_says_it_acts_outside_terraform(
     world: World,
 ) -> None:
-    """regions.expand has no Terraform form yet: the approver is told the stack will drift."""
-    config = world.config("outside")
+    """regions.expand's Terraform form copies an ECS primary; on the EC2 target it acts with
+    the API, and the approver is told the stack will not know of it."""
+    config = world.config("outside", targets={"compute": "ec2-asg-graviton"})
     via_terraform = config.model_copy(
         update={"executor": config.executor.model_copy(update={"via": "terraform"})}
     )

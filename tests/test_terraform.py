@@ -1,27 +1,31 @@
 """terraform/ applied by real Terraform and the real hashicorp/aws provider against the sandbox
-over HTTP, and the Terraform executor running steps on it.
+over HTTP, and the Terraform executor running steps on it (fixtures: tests/terraform_stack.py).
 
 One stack is applied once for the whole module (about 110 s, the provider's own polling) and
 the tests run in file order on it: the drift and plan checks first, then a failing apply,
 then the resize it left journaled resumed and rolled back, then a locked state, a drifted
 stack, then the NAT removal (before the compute moves, as in phase 1), then the Fargate move,
 then the EC2 group (its rollback undoes both compute moves), then phase 2's scaling,
-monitoring and database tuning, then phase 3's Spot on Fargate and the CDN. Provider
-installation uses a CLI config built here with the machine's provider filesystem mirror
-(`find / -maxdepth 3 -name tf-plugins`); nothing reaches the network.
+monitoring and database tuning, then phase 3's Spot on Fargate and the CDN (the second
+region has a module of its own: tests/test_terraform_regions.py).
 """
 
 import json
 import shutil
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-from conftest import free_port, wait_until_answering, write_environment
+from conftest import write_environment
+from terraform_stack import (
+    ENV,
+    clear_calls,
+    mutating_calls,
+    sandbox_calls,
+    second_run_changes_nothing,
+    set_faults,
+    step_of,
+)
 
 from phasegate import lifecycle
 from phasegate.aws import AwsClients
@@ -30,21 +34,17 @@ from phasegate.config_phase3 import ServiceMarks
 from phasegate.errors import ConfigError
 from phasegate.inventory import Inventory, discover
 from phasegate.ledger import Ledger
-from phasegate.sandbox.app import is_mutating
 from phasegate.sandbox.seed import seed_environment
 from phasegate.sandbox.terraform_seed import (
     STACK_SOURCE,
     STATE_BUCKET,
     STATE_KEY,
-    apply_environment,
 )
-from phasegate.steps import StepContext
 from phasegate.terraform.drift import StackDrifted, check_before_phase
 from phasegate.terraform.engine import Engine
 from phasegate.terraform.executor import stack_for
 from phasegate.terraform.stack import TFVARS_FILE
 from tasks.cdn_distribution import CACHING_OPTIMIZED
-from tasks.registry import STEPS
 from tasks.spot_shapes import strategy_of
 
 pytestmark = [
@@ -54,106 +54,6 @@ pytestmark = [
     pytest.mark.timeout(900),
     pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not on PATH"),
 ]
-
-ENV = "tfdemo"
-
-
-def _mirror() -> Path:
-    """The provider filesystem mirror this kind of machine ships (depth <= 3 under /)."""
-    for pattern in ("tf-plugins", "*/tf-plugins", "*/*/tf-plugins"):
-        found = sorted(Path("/").glob(pattern))
-        if found:
-            return found[0]
-    pytest.fail("no provider filesystem mirror (tf-plugins) within 3 levels of /")
-
-
-@pytest.fixture(scope="module")
-def cli_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A Terraform CLI config installing hashicorp/aws from the mirror only, with a plugin
-    cache so each init links the provider instead of copying it."""
-    root = tmp_path_factory.mktemp("terraform-cli")
-    (root / "cache").mkdir()
-    path = root / "cli.tfrc"
-    path.write_text(
-        f'plugin_cache_dir = "{root / "cache"}"\n'
-        "provider_installation {\n"
-        f'  filesystem_mirror {{\n    path    = "{_mirror()}"\n'
-        '    include = ["registry.terraform.io/*/*"]\n  }\n'
-        '  direct {\n    exclude = ["registry.terraform.io/*/*"]\n  }\n}\n'
-    )
-    mp = pytest.MonkeyPatch()
-    mp.setenv("TF_CLI_CONFIG_FILE", str(path))
-    yield path
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def tf_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A sandbox of this module's own, in a process of its own: moto's state is global to a
-    process, so an in-process server would share it with the session's, which other tests
-    reset (a reset in the middle of this module's two-minute apply lost its database)."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("tf-sandbox") / "sandbox.log"
-    log = log_path.open("w")
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "phasegate.sandbox.daemon", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_answering(f"{url}/moto-api/", daemon, 60, log_path)
-        yield url
-    finally:
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
-        log.close()
-
-
-@pytest.fixture(scope="module")
-def stack(
-    cli_config: Path, tf_sandbox: str, tmp_path_factory: pytest.TempPathFactory
-) -> EnvironmentConfig:
-    """terraform/ applied once as environment tfdemo; its config (executor: terraform)."""
-    clients = AwsClients(AwsSettings(region="us-east-1", endpoint_url=tf_sandbox))
-    root = tmp_path_factory.mktemp("stacks")
-    sections = apply_environment(clients, root, ENV, 1, tf_sandbox)
-    sections["executor"]["result_storage"] = str(root / "results")
-    return parse_environment(write_environment(root, ENV, tf_sandbox, **sections))
-
-
-def _step(config: EnvironmentConfig, step_id: str) -> Any:
-    return STEPS[step_id](StepContext.for_environment(config))
-
-
-def _faults(endpoint: str, spec: dict[str, Any] | None = None) -> None:
-    if spec is None:
-        requests.delete(f"{endpoint}/_phasegate/faults", timeout=10).raise_for_status()
-    else:
-        requests.post(f"{endpoint}/_phasegate/faults", json=spec, timeout=10).raise_for_status()
-
-
-def _calls(endpoint: str) -> list[str]:
-    """The sandbox's call log, `service:Action` in the order the calls arrived."""
-    calls = requests.get(f"{endpoint}/_phasegate/calls", timeout=10).json()
-    return [f"{c['service']}:{c['action']}" for c in calls]
-
-
-def _mutating_calls(endpoint: str) -> list[str]:
-    return [c for c in _calls(endpoint) if is_mutating(c.split(":", 1)[1])]
-
-
-def _clear_calls(endpoint: str) -> None:
-    requests.delete(f"{endpoint}/_phasegate/calls", timeout=10).raise_for_status()
-
-
-def _second_run_changes_nothing(step: Any, endpoint: str) -> None:
-    _clear_calls(endpoint)
-    assert lifecycle.checkpoint(step) is not None  # a second run skips the step ...
-    assert _mutating_calls(endpoint) == []  # ... having changed nothing
 
 
 def _shape(inventory: Inventory) -> dict[str, Any]:
@@ -203,13 +103,13 @@ def test_applied_stack_plans_clean_and_has_the_api_seeds_shape(
 def test_a_failing_apply_stops_the_step_with_terraforms_error(
     stack: EnvironmentConfig, tf_sandbox: str
 ) -> None:
-    _faults(tf_sandbox, {"action": "ModifyReplicationGroup", "code": "InvalidParameterValue"})
-    step = _step(stack, "cache.resize")
+    set_faults(tf_sandbox, {"action": "ModifyReplicationGroup", "code": "InvalidParameterValue"})
+    step = step_of(stack, "cache.resize")
     try:
         with pytest.raises(lifecycle.StepFailed) as failed:
             lifecycle.execute(step, "fail")
     finally:
-        _faults(tf_sandbox)
+        set_faults(tf_sandbox)
     message = str(failed.value)
     assert message.startswith(f"{ENV}: step cache.resize failed: ")
     assert "terraform apply failed: Error: " in message
@@ -223,7 +123,7 @@ def test_a_failing_apply_stops_the_step_with_terraforms_error(
 def test_cache_resize_through_terraform_resumes_holds_and_rolls_back(
     stack: EnvironmentConfig, tf_sandbox: str
 ) -> None:
-    step = _step(stack, "cache.resize")
+    step = step_of(stack, "cache.resize")
     record = lifecycle.execute(step, "run")  # resumes the intent the failed apply left
 
     elasticache = AwsClients(stack.aws).elasticache
@@ -244,7 +144,7 @@ def test_cache_resize_through_terraform_resumes_holds_and_rolls_back(
     stack_ = stack_for(stack.terraform, stack.source, stack.name)
     assert stack_.drifted() == (False, "no changes")  # Terraform and AWS agree
 
-    _second_run_changes_nothing(step, tf_sandbox)
+    second_run_changes_nothing(step, tf_sandbox)
 
     assert lifecycle.undo(step) == "rolled back"  # verify_rollback: the plan is clean again
     group = elasticache.describe_replication_groups(ReplicationGroupId=f"{ENV}-redis")
@@ -265,7 +165,7 @@ def test_a_locked_state_is_refused_naming_environment_and_step(
     )
     try:
         with pytest.raises(lifecycle.StepFailed) as failed:
-            lifecycle.plan(_step(stack, "compute.graviton"))
+            lifecycle.plan(step_of(stack, "compute.graviton"))
     finally:
         s3.delete_object(Bucket=STATE_BUCKET, Key=lock)
     message = str(failed.value)
@@ -321,7 +221,7 @@ def test_nat_removal_through_terraform_applies_in_order_and_rolls_back_in_revers
     admitting the app only by the private subnets' addresses blocks it, since phasegate adds
     no rule behind the stack."""
     clients = AwsClients(stack.aws)
-    step = _step(stack, "nat.remove")
+    step = step_of(stack, "nat.remove")
     assert _network(clients) == {
         "service_subnets": ["private"],
         "assign_public_ip": "DISABLED",
@@ -358,22 +258,22 @@ def test_nat_removal_through_terraform_applies_in_order_and_rolls_back_in_revers
     assert any(a.startswith("terraform applies in 2 stages") for a in change.actions)
     assert len(change.reversibility.irreversible) == 2  # the gateways' Elastic IPs
 
-    _clear_calls(tf_sandbox)
-    _faults(tf_sandbox, {"action": "DeleteNatGateway", "code": "UnauthorizedOperation"})
+    clear_calls(tf_sandbox)
+    set_faults(tf_sandbox, {"action": "DeleteNatGateway", "code": "UnauthorizedOperation"})
     try:  # the second apply fails: the first one's move stays, journaled
         with pytest.raises(lifecycle.StepFailed, match="UnauthorizedOperation"):
             lifecycle.execute(step, "run", approved_digest=change.digest())
     finally:
-        _faults(tf_sandbox)
-    calls = _calls(tf_sandbox)
+        set_faults(tf_sandbox)
+    calls = sandbox_calls(tf_sandbox)
     moved = calls.index("ecs:UpdateService")
     assert moved < calls.index("ec2:DeleteRoute") < calls.index("ec2:DeleteNatGateway")
     assert calls.index("ec2:CreateVpcEndpoint") < calls.index("ec2:DeleteRoute")
     assert _network(clients)["service_subnets"] == ["public"]
 
-    _clear_calls(tf_sandbox)
+    clear_calls(tf_sandbox)
     assert lifecycle.execute(step, "run").outcome == "applied"  # resumes at the second apply
-    assert "ecs:UpdateService" not in _calls(tf_sandbox)
+    assert "ecs:UpdateService" not in sandbox_calls(tf_sandbox)
     assert _network(clients) == {
         "service_subnets": ["public"],
         "assign_public_ip": "ENABLED",
@@ -383,10 +283,10 @@ def test_nat_removal_through_terraform_applies_in_order_and_rolls_back_in_revers
     stack_ = stack_for(stack.terraform, stack.source, stack.name)
     assert stack_.drifted() == (False, "no changes")  # Terraform and AWS agree
 
-    _second_run_changes_nothing(step, tf_sandbox)
+    second_run_changes_nothing(step, tf_sandbox)
 
     assert lifecycle.undo(step) == "rolled back"  # verify_rollback: the plan is clean again
-    calls = _calls(tf_sandbox)
+    calls = sandbox_calls(tf_sandbox)
     back = calls.index("ecs:UpdateService")
     assert calls.index("ec2:CreateNatGateway") < calls.index("ec2:CreateRoute") < back
     assert _network(clients) == {
@@ -401,7 +301,7 @@ def test_nat_removal_through_terraform_applies_in_order_and_rolls_back_in_revers
 
 
 def test_fargate_arm64_through_terraform(stack: EnvironmentConfig, tf_sandbox: str) -> None:
-    step = _step(stack, "compute.graviton")
+    step = step_of(stack, "compute.graviton")
     change = lifecycle.plan(step)
     assert change is not None
     assert change.desired["variables"] == {"cpu_architecture": "ARM64"}
@@ -424,7 +324,7 @@ def test_ec2_autoscaling_group_through_terraform(stack: EnvironmentConfig, tf_sa
     replaces the ECS service (and phase 3's Spot is made and undone on it); rollback restores
     Fargate as the stack was before either."""
     targets = stack.targets.model_copy(update={"compute": "ec2-asg-graviton", "asg_max": 4})
-    step = _step(stack.model_copy(update={"targets": targets}), "compute.graviton")
+    step = step_of(stack.model_copy(update={"targets": targets}), "compute.graviton")
     change = lifecycle.plan(step)
     assert change is not None
     assert change.before["variables"] == {
@@ -442,12 +342,12 @@ def test_ec2_autoscaling_group_through_terraform(stack: EnvironmentConfig, tf_sa
     assert "terraform create module.compute_ec2[0].aws_autoscaling_group.app" in lines
     assert "terraform delete module.compute_ecs[0].aws_ecs_service.app" in lines
 
-    _clear_calls(tf_sandbox)
+    clear_calls(tf_sandbox)
     lifecycle.execute(step, "run", approved_digest=change.digest())
     # In order, each settled before the next: the group behind the listener at weight 0 and
     # healthy there, then the listener to it (the service's group at weight 0 while it runs),
     # then the ECS service gone (and the listener to the group alone).
-    calls = _calls(tf_sandbox)
+    calls = sandbox_calls(tf_sandbox)
     created = calls.index("autoscaling:CreateAutoScalingGroup")
     switched = [i for i, c in enumerate(calls) if c == "elasticloadbalancing:ModifyListener"]
     assert len(switched) == 3, switched
@@ -472,14 +372,14 @@ def test_ec2_autoscaling_group_through_terraform(stack: EnvironmentConfig, tf_sa
     stack_ = stack_for(stack.terraform, stack.source, stack.name)
     assert stack_.drifted() == (False, "no changes")  # Terraform and AWS agree
 
-    _second_run_changes_nothing(step, tf_sandbox)
+    second_run_changes_nothing(step, tf_sandbox)
     _spot_on_the_group(stack.model_copy(update={"targets": targets}), tf_sandbox)
 
-    _clear_calls(tf_sandbox)
+    clear_calls(tf_sandbox)
     assert lifecycle.undo(step) == "rolled back"  # the plan is clean again
     # In reverse: the service back (its group at weight 0) and stable before the listener
     # returns to it; the group last, its target group deleted once the listener let go of it.
-    calls = _mutating_calls(tf_sandbox)
+    calls = mutating_calls(tf_sandbox)
     switched = [i for i, c in enumerate(calls) if c == "elasticloadbalancing:ModifyListener"]
     assert len(switched) == 3, switched
     assert (
@@ -515,7 +415,7 @@ def _spot_on_the_group(config: EnvironmentConfig, tf_sandbox: str) -> None:
         return found["AutoScalingGroups"][0]
 
     template = group()["LaunchTemplate"]["LaunchTemplateId"]
-    step = _step(marked, "spot.enable")
+    step = step_of(marked, "spot.enable")
     change = lifecycle.plan(step)
     assert change is not None and change.blockers == []
     assert change.desired["variables"] == {
@@ -538,7 +438,7 @@ def _spot_on_the_group(config: EnvironmentConfig, tf_sandbox: str) -> None:
     assert group()["CapacityRebalance"] is True
     stack_ = stack_for(config.terraform, config.source, config.name)
     assert stack_.drifted() == (False, "no changes")
-    _second_run_changes_nothing(step, tf_sandbox)
+    second_run_changes_nothing(step, tf_sandbox)
 
     assert lifecycle.undo(step) == "rolled back"  # verify_rollback: the plan is clean again
     after = group()
@@ -563,9 +463,9 @@ def test_phase2_scaling_and_db_tuning_through_terraform(
             "database": stack.database.model_copy(update={"reboot": "in-window"}),
         }
     )
-    _clear_calls(tf_sandbox)
-    scaling, tuning = _step(config, "scaling.enable"), _step(config, "database.connections")
-    monitoring = _step(config, "monitoring.enable")
+    clear_calls(tf_sandbox)
+    scaling, tuning = step_of(config, "scaling.enable"), step_of(config, "database.connections")
+    monitoring = step_of(config, "monitoring.enable")
     stack_ = stack_for(stack.terraform, stack.source, stack.name)
     for step, switch in ((scaling, "enable_autoscaling"), (monitoring, "enable_monitoring"),
                          (tuning, "enable_db_tuning")):  # fmt: skip
@@ -590,7 +490,7 @@ def test_phase2_scaling_and_db_tuning_through_terraform(
             "ParameterApplyStatus": "in-sync",
         }
     ]
-    assert _mutating_calls(tf_sandbox).count("rds:RebootDBInstance") == 1
+    assert mutating_calls(tf_sandbox).count("rds:RebootDBInstance") == 1
     alarms = clients.cloudwatch.describe_alarms(AlarmNamePrefix=f"{ENV}-")["MetricAlarms"]
     assert f"{ENV}-rds-{ENV}-db-connections" in {a["AlarmName"] for a in alarms}
     assert f"{ENV}-redis-{ENV}-redis-002-evictions" in {a["AlarmName"] for a in alarms}
@@ -598,10 +498,10 @@ def test_phase2_scaling_and_db_tuning_through_terraform(
     budget = clients.budgets.describe_budget(AccountId=account, BudgetName=f"{ENV}-monthly")
     assert budget["Budget"]["CostFilters"] == {"TagKeyValue": [f"user:Environment${ENV}"]}
 
-    _clear_calls(tf_sandbox)
+    clear_calls(tf_sandbox)
     for step in (scaling, monitoring, tuning):
         assert lifecycle.checkpoint(step) is not None
-    assert _mutating_calls(tf_sandbox) == []  # a second run changes nothing
+    assert mutating_calls(tf_sandbox) == []  # a second run changes nothing
 
     for step in (tuning, monitoring, scaling):
         assert lifecycle.undo(step) == "rolled back"  # verify_rollback: plan clean again
@@ -638,7 +538,7 @@ def test_spot_on_fargate_through_terraform(stack: EnvironmentConfig, tf_sandbox:
     assert (providers, launch_type) == (["FARGATE"], None)
     assert strategy == [{"capacityProvider": "FARGATE", "base": 0, "weight": 1}]
 
-    step = _step(config, "spot.enable")
+    step = step_of(config, "spot.enable")
     change = lifecycle.plan(step)
     assert change is not None and change.blockers == []
     assert change.desired["variables"] == {
@@ -664,7 +564,7 @@ def test_spot_on_fargate_through_terraform(stack: EnvironmentConfig, tf_sandbox:
     stack_ = stack_for(stack.terraform, stack.source, stack.name)
     assert stack_.drifted() == (False, "no changes")
 
-    _second_run_changes_nothing(step, tf_sandbox)
+    second_run_changes_nothing(step, tf_sandbox)
 
     assert lifecycle.undo(step) == "rolled back"  # verify_rollback: the plan is clean again
     assert capacity()[:2] == (
@@ -680,7 +580,7 @@ def test_cdn_through_terraform(stack: EnvironmentConfig, tf_sandbox: str) -> Non
     config = stack.model_copy(update={"cdn": stack.cdn.model_copy(update={"enabled": True})})
     clients = AwsClients(stack.aws)
     cloudfront = clients.client("cloudfront")
-    step = _step(config, "cdn.enable")
+    step = step_of(config, "cdn.enable")
     change = lifecycle.plan(step)
     assert change is not None
     assert change.desired["variables"] == {
@@ -699,13 +599,13 @@ def test_cdn_through_terraform(stack: EnvironmentConfig, tf_sandbox: str) -> Non
     assert static == dict.fromkeys(["/static/*", "/assets/*"], CACHING_OPTIMIZED)
     stack_ = stack_for(stack.terraform, stack.source, stack.name)
     assert stack_.drifted() == (False, "no changes")
-    _second_run_changes_nothing(step, tf_sandbox)
+    second_run_changes_nothing(step, tf_sandbox)
 
-    _clear_calls(tf_sandbox)
+    clear_calls(tf_sandbox)
     assert lifecycle.undo(step) == "rolled back"  # verify_rollback: the plan is clean again
     assert not cloudfront.list_distributions()["DistributionList"].get("Items")
     # CloudFront's REST calls are logged as METHOD /path: disabled (a config PUT), then deleted.
-    calls = [c for c in _mutating_calls(tf_sandbox) if c.startswith("cloudfront:")]
+    calls = [c for c in mutating_calls(tf_sandbox) if c.startswith("cloudfront:")]
     assert [c.split()[0] for c in calls] == ["cloudfront:PUT", "cloudfront:DELETE"], calls
 
 
@@ -716,7 +616,7 @@ def test_bad_terraform_input_is_refused_before_any_command(
         update={"terraform": stack.terraform.model_copy(update={"dir": tmp_path / "nowhere"})}
     )
     with pytest.raises(ConfigError, match=r"^tfdemo: step database.resize: terraform.dir .*nowh"):
-        lifecycle.plan(_step(missing, "database.resize"))
+        lifecycle.plan(step_of(missing, "database.resize"))
 
     renamed = stack.model_copy(
         update={
@@ -726,7 +626,7 @@ def test_bad_terraform_input_is_refused_before_any_command(
         }
     )
     with pytest.raises(ConfigError) as unknown:
-        lifecycle.plan(_step(renamed, "database.resize"))
+        lifecycle.plan(step_of(renamed, "database.resize"))
     assert str(unknown.value) == (
         "tfdemo: step database.resize: terraform.variables maps rds_instance_class to "
         f"variable 'db_class', which {stack.terraform.dir} does not declare"
@@ -740,7 +640,7 @@ def test_bad_terraform_input_is_refused_before_any_command(
         update={"terraform": stack.terraform.model_copy(update={"dir": uninitialized})}
     )
     with pytest.raises(lifecycle.StepFailed) as failed:
-        lifecycle.plan(_step(fresh, "database.resize"))
+        lifecycle.plan(step_of(fresh, "database.resize"))
     assert str(failed.value).startswith("tfdemo: step database.resize failed: ")
     assert "terraform init" in str(failed.value)
 

@@ -9,10 +9,12 @@ import pytest
 from conftest import free_port, write_environment
 from typer.testing import CliRunner
 
+from phasegate.aws import AwsClients
 from phasegate.config import EnvironmentConfig, parse_environment
 from phasegate.errors import ConfigError
 from phasegate.home import REPO_ROOT
 from phasegate.sandbox import cli as sandbox_cli
+from phasegate.sandbox.seed import hosted_zone_name, seed_hosted_zone
 from phasegate.sandbox.server import sandbox_status
 from phasegate.steps import StepContext
 from phasegate.terraform.settings import DECISIONS
@@ -53,6 +55,40 @@ def test_every_variable_a_step_sets_is_declared_with_its_type(tmp_path: Path, co
         assert decision in declared, f"{decision} is not declared in terraform/variables.tf"
         assert type_matches(declared[decision].type, value), decision
         assert declared[decision].file == "variables.tf"
+
+
+def test_the_second_regions_variables_are_declared_with_their_types(
+    seeded: EnvironmentConfig,
+) -> None:
+    """regions.expand's parts read AWS for their values (the primary's VPC, the zone's id):
+    a seeded sandbox answers. On the EC2 target the second region keeps to the API."""
+    declared = declared_variables(STACK)
+    seed_hosted_zone(AwsClients(seeded.aws), "demo")
+    regions = {"secondary": "us-west-2", "hosted_zone": hosted_zone_name("demo"),
+               "record_name": f"app.{hosted_zone_name('demo')}"}  # fmt: skip
+    config = seeded.model_copy(update={"regions": seeded.regions.model_validate(regions)})
+    ctx = StepContext.for_environment(config)
+    region_steps = [cls(ctx) for step_id, cls in STEPS.items() if step_id.startswith("regions.")]
+    for step in region_steps:
+        decisions = step.terraform_decisions()
+        assert decisions, step.id
+        assert dict(d for stage in step.terraform_stages() for d in stage.items()) == decisions
+        for decision, value in decisions.items():
+            assert decision in DECISIONS, decision
+            assert type_matches(declared[decision].type, value), (decision, value)
+    dns = region_steps[-1]
+    assert dns.id == "regions.expand.dns"
+    assert set(dns.terraform_prerequisites()) == {
+        *region_steps[0].terraform_decisions(),  # network
+        "enable_secondary_alb",
+        "enable_secondary_compute",
+    }
+
+    on_ec2 = config.model_copy(
+        update={"targets": config.targets.model_copy(update={"compute": "ec2-asg-graviton"})}
+    )
+    ec2_ctx = StepContext.for_environment(on_ec2)
+    assert [STEPS[s.id](ec2_ctx).terraform_decisions() for s in region_steps] == [{}] * 6
 
 
 def test_a_value_fits_the_type_its_variable_declares() -> None:
@@ -121,6 +157,24 @@ def test_the_plan_summary_counts_and_flags_what_loses_data() -> None:
         "terraform delete module.network.aws_nat_gateway.this[0]",
         "terraform create module.network.aws_vpc_endpoint.s3[0]",
     ]
+
+
+def test_a_plan_beyond_another_keeps_only_what_the_other_does_not_do() -> None:
+    base = summarize({"resource_changes": [_rc("aws_vpc.this", "aws_vpc", ["create"])]})
+    full = summarize(
+        {
+            "resource_changes": [
+                _rc("aws_vpc.this", "aws_vpc", ["create"]),
+                _rc("aws_lb.this", "aws_lb", ["create"]),
+                _rc("aws_db_instance.old", "aws_db_instance", ["delete"]),
+            ]
+        }
+    )
+    own = full.beyond(base)
+    assert [r.address for r in own.resources] == ["aws_lb.this", "aws_db_instance.old"]
+    assert (own.adds, own.changes, own.destroys) == (1, 0, 1)
+    assert own.dangerous == ["aws_db_instance.old"]
+    assert full.beyond(full).empty
 
 
 def test_sandbox_up_via_terraform_refuses_bad_input_before_starting(
