@@ -17,8 +17,7 @@ a run killed half-way left, without relying on what it journaled).
 
 With `executor: terraform` each sub-step enables its part of terraform/'s secondary_region
 module instead (`terraform_part`), which names and tags what it makes as `make` would, so the
-same `current()` verifies either form. The module copies an ECS primary; on the EC2 target
-the sub-steps keep to the API, and say so to the approver (the stack will not know of it).
+same `current()` verifies either form.
 """
 
 from abc import abstractmethod
@@ -40,7 +39,6 @@ from phasegate.steps import (
     diff_entry,
     flatten,
 )
-from tasks.compute_common import EC2
 
 NETWORK_STEP = "regions.expand.network"
 ALB_STEP = "regions.expand.alb"
@@ -304,9 +302,7 @@ class RegionStep(Step):
     # -- through Terraform ---------------------------------------------------------------
 
     def terraform_decisions(self) -> dict[str, Any]:
-        if self.region is None or self.ctx.config.targets.compute == EC2:
-            return {}
-        return self.terraform_part()
+        return {} if self.region is None else self.terraform_part()
 
     def terraform_prerequisites(self) -> dict[str, Any]:
         """The parts of the sub-steps this one runs after (and of theirs)."""

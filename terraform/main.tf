@@ -262,6 +262,10 @@ module "secondary_region" {
 
   app_port          = var.app_port
   image             = var.app_image
+  compute_mode      = var.compute_mode
+  ec2_instance_type = var.ec2_instance_type
+  asg_min           = var.asg_min
+  asg_max           = var.asg_max
   cpu_architecture  = var.cpu_architecture
   desired_count     = var.app_desired_count
   redis_node_type   = var.redis_node_type

@@ -382,7 +382,7 @@ variable "enable_secondary_cache" {
 }
 
 variable "enable_secondary_compute" {
-  description = "The primary's ECS service copied behind the second region's ALB."
+  description = "The primary's compute (its ECS service or its EC2 group) copied behind the second region's ALB."
   type        = bool
   default     = false
 }

@@ -40,6 +40,7 @@ from phasegate.terraform.executor import OUTSIDE_TERRAFORM
 from tasks.compute import GravitonCompute
 from tasks.compute_ec2 import AMI_PARAMETER
 from tasks.db_connections import DatabaseConnections
+from tasks.region_network import RegionNetwork
 from tasks.registry import STEPS
 
 pytestmark = pytest.mark.timeout(600)
@@ -314,19 +315,24 @@ def test_regions_expand_is_opt_in(world: World) -> None:
     assert [plan(STEPS[s](ctx)) for s in REGION_STEPS] == [None] * len(REGION_STEPS)
 
 
-def test_under_the_terraform_executor_an_api_only_step_says_it_acts_outside_terraform(
+class NetworkWithoutTerraformForm(RegionNetwork):
+    """A step as a stranger might add it: no `terraform_decisions`, so no Terraform form."""
+
+    def terraform_decisions(self) -> dict[str, Any]:
+        return {}
+
+
+def test_under_the_terraform_executor_a_step_without_a_terraform_form_says_it_acts_outside(
     world: World,
 ) -> None:
-    """regions.expand's Terraform form copies an ECS primary; on the EC2 target it acts with
-    the API, and the approver is told the stack will not know of it."""
-    config = world.config("outside", targets={"compute": "ec2-asg-graviton"})
+    """It acts with the API, and the approver is told the stack will not know of it."""
+    config = world.config("outside")
     via_terraform = config.model_copy(
         update={"executor": config.executor.model_copy(update={"via": "terraform"})}
     )
-    step = STEPS["regions.expand.network"]
-    change = plan(step(StepContext.for_environment(via_terraform)))
+    change = plan(NetworkWithoutTerraformForm(StepContext.for_environment(via_terraform)))
     assert change is not None and change.actions[-1] == OUTSIDE_TERRAFORM
-    api = plan(step(StepContext.for_environment(config)))
+    api = plan(NetworkWithoutTerraformForm(StepContext.for_environment(config)))
     assert api is not None and OUTSIDE_TERRAFORM not in api.actions
     assert api.digest() == change.digest()  # the note never changes what is approved
 

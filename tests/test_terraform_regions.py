@@ -6,10 +6,12 @@ The phase is planned whole before its first sub-step runs, as a phase is approve
 sub-step then runs against the digest approved, the API form's own reading verifies what
 Terraform made, the stack plans clean and a second run changes nothing. The rollback, in
 reverse, leaves neither region nor Route 53 with anything of phase 3's, and the stack clean.
+Then the same on the EC2 target, for the parts that differ there (network, ALB, compute).
 The tests run in file order on one stack.
 """
 
 import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,20 +32,46 @@ pytestmark = [
     pytest.mark.terraform,
     # Each sub-step is a plan and an apply (the one it stands on planned too, while it has
     # not run); the replica alone is ~100 s of the provider's polling.
-    pytest.mark.timeout(1200),
+    pytest.mark.timeout(1800),
     pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not on PATH"),
 ]
 
 REGION_STEPS = [s for s in STEPS if s.startswith("regions.expand.")]
 RECORD = f"app.{hosted_zone_name(ENV)}"
-PART = {
-    "regions.expand.network": "module.secondary_region[0].aws_",
-    "regions.expand.alb": "module.secondary_region[0].",  # the alb module and the app's group
-    "regions.expand.database": "module.secondary_region[0].",
-    "regions.expand.cache": "module.secondary_region[0].",
-    "regions.expand.compute": "module.secondary_region[0].module.compute[0].",
-    "regions.expand.dns": "module.secondary_region[0].aws_route53_",
-}
+M = "module.secondary_region[0]."
+PART = {  # what each sub-step's plan creates: its own part of the module, nothing else
+    "regions.expand.network": {
+        *(f"{M}aws_{r}" for r in ("default_security_group.this", "internet_gateway.this",
+                                  "route.internet", "route_table.public", "vpc.this")),
+        *(f"{M}aws_{r}[{i}]" for r in ("subnet.public", "route_table_association.public")
+          for i in (0, 1)),
+        f"{M}terraform_data.parts_in_order",
+    },
+    "regions.expand.alb": {
+        f"{M}aws_security_group.app[0]",
+        *(f"{M}module.alb[0].aws_{r}" for r in ("lb.this", "lb_listener.http",
+                                                "lb_target_group.app", "security_group.alb")),
+    },
+    "regions.expand.database": {
+        f"{M}aws_db_instance.replica[0]", f"{M}aws_db_subnet_group.replica[0]",
+        f"{M}aws_security_group.db[0]",
+    },
+    "regions.expand.cache": {
+        f"{M}aws_security_group.cache[0]",
+        f"{M}module.redis[0].aws_elasticache_replication_group.this",
+        f"{M}module.redis[0].aws_elasticache_subnet_group.this",
+    },
+    "regions.expand.compute": {
+        f"{M}module.compute[0].aws_{r}" for r in (
+            "cloudwatch_log_group.app", "ecs_cluster.this", "ecs_cluster_capacity_providers.this",
+            "ecs_service.app", "ecs_task_definition.app", "iam_role.execution",
+            "iam_role_policy.execution")
+    },
+    "regions.expand.dns": {
+        f'{M}aws_route53_{r}["{side}"]' for r in ("health_check.side", "record.failover")
+        for side in ("primary", "secondary")
+    },
+}  # fmt: skip
 BEFORE: dict[str, Any] = {}
 
 
@@ -72,8 +100,8 @@ def test_the_second_region_planned_whole_then_applied_part_by_part(
         assert change is not None, step_id
         assert not change.blockers, (step_id, change.blockers)
         assert "DANGEROUS" not in " ".join(change.actions), step_id
-        addresses = _addresses(change)
-        assert addresses and all(a.startswith(PART[step_id]) for a in addresses), addresses
+        assert set(_addresses(change)) == PART[step_id], step_id
+        assert change.desired["plan"]["adds"] == len(PART[step_id]), step_id
     network = changes["regions.expand.network"]
     assert network.desired["variables"] == {
         "secondary_region": SECONDARY,
@@ -85,8 +113,6 @@ def test_the_second_region_planned_whole_then_applied_part_by_part(
         {"secondary_region": SECONDARY},
         {k: v for k, v in network.desired["variables"].items() if k != "secondary_region"},
     ]
-    database = _addresses(changes["regions.expand.database"])
-    assert "module.secondary_region[0].aws_db_instance.replica[0]" in database
     assert changes["regions.expand.database"].monthly_cost_delta > 0  # priced as the API form
 
     # Run in order, each against the digest approved above (PlanChanged otherwise); verify
@@ -140,3 +166,54 @@ def test_rollback_in_reverse_leaves_nothing_of_the_second_region(
     stack_ = stack_for(regions.terraform, regions.source, regions.name)
     assert stack_.variables()["enable_secondary_network"] is False
     assert stack_.variables()["secondary_region"] == ""  # cleared once the copy was gone
+
+
+EC2_COPY = {
+    f"{M}module.compute_ec2[0].aws_{r}"
+    for r in (
+        "iam_role.instance",
+        "iam_role_policy.pull_image",
+        "iam_instance_profile.instance",
+        "launch_template.app",
+        "autoscaling_group.app",
+    )
+}
+
+
+def test_on_the_ec2_target_the_group_is_copied_through_terraform(
+    regions: EnvironmentConfig, tmp_path: Path
+) -> None:
+    """The primary on the EC2 group (its variables applied directly here: the staged move is
+    test_terraform's), then the network, ALB and compute parts again: the second ALB's target
+    group takes instances, the copy is the group and its launch template (no target group of
+    its own), and the rollback leaves the second region as before phase 3."""
+    assert BEFORE, "runs after the apply test"
+    clients = AwsClients(regions.aws)
+    stack_ = stack_for(regions.terraform, regions.source, regions.name)
+    on_ec2 = {"ec2_group_enabled": True, "compute_mode": "ec2", "ecs_service_enabled": False}
+    stack_.write_variables({**stack_.variables(), **on_ec2})
+    stack_.select_workspace()
+    stack_.plan(tmp_path / "ec2.tfplan")
+    stack_.apply_saved(tmp_path / "ec2.tfplan")
+    targets = regions.targets.model_copy(update={"compute": "ec2-asg-graviton"})
+    config = regions.model_copy(update={"targets": targets})
+    parts = ["regions.expand.network", "regions.expand.alb", "regions.expand.compute"]
+
+    changes = {s: lifecycle.plan(step_of(config, s)) for s in parts}
+    planned = {s: set(_addresses(c)) for s, c in changes.items() if c is not None}
+    assert planned == {**{s: PART[s] for s in parts[:2]}, "regions.expand.compute": EC2_COPY}
+    for step_id, change in changes.items():
+        assert change is not None
+        lifecycle.execute(step_of(config, step_id), "run", approved_digest=change.digest())
+
+    autoscaling = clients.client("autoscaling", SECONDARY)
+    [group] = autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]
+    [target_group] = clients.client("elbv2", SECONDARY).describe_target_groups()["TargetGroups"]
+    assert group["AutoScalingGroupName"] == f"{ENV}-app"
+    assert group["TargetGroupARNs"] == [target_group["TargetGroupArn"]]
+    assert target_group["TargetType"] == "instance"
+    assert stack_.drifted() == (False, "no changes")
+
+    for step_id in reversed(parts):
+        assert lifecycle.undo(step_of(config, step_id)) == "rolled back", step_id
+    assert inventory(clients)[SECONDARY] == BEFORE[SECONDARY]

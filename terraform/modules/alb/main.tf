@@ -45,15 +45,16 @@ resource "aws_lb" "this" {
   tags                       = merge(var.tags, { Name = "${var.name}-alb" })
 }
 
-# The ECS service's target group (Fargate tasks register by IP); the EC2 group brings its own.
-# Replaced, a new one is created (and the listener moved to it) before the old one goes, since
-# a group a listener forwards to cannot be deleted.
+# The app's target group: the ECS service's (Fargate tasks register by IP; the primary's EC2
+# group brings its own), or in the second region the copied group's (instance). Replaced, a
+# new one is created (and the listener moved to it) before the old one goes, since a group a
+# listener forwards to cannot be deleted.
 resource "aws_lb_target_group" "app" {
   name        = "${var.name}-app"
   port        = var.app_port
   protocol    = "HTTP"
   vpc_id      = var.vpc_id
-  target_type = "ip"
+  target_type = var.target_type
   tags        = merge(var.tags, { Name = "${var.name}-app-tg" })
 
   health_check {

@@ -18,6 +18,12 @@ variable "app_port" {
   type        = number
 }
 
+variable "target_type" {
+  description = "How targets register in the app's target group: ip (ECS tasks) or instance (an Auto Scaling group)."
+  type        = string
+  default     = "ip"
+}
+
 variable "own_weight" {
   description = "The listener's weight for this module's target group; null: not forwarded to."
   type        = number

@@ -31,9 +31,9 @@ data "aws_iam_policy_document" "pull_image" {
 }
 
 resource "aws_iam_role" "instance" {
-  name               = "${var.name}-app-instance"
+  name               = "${var.name}-app-instance${var.role_suffix}"
   assume_role_policy = data.aws_iam_policy_document.assume_ec2.json
-  tags               = merge(var.tags, { Name = "${var.name}-app-instance" })
+  tags               = merge(var.tags, { Name = "${var.name}-app-instance${var.role_suffix}" })
 }
 
 resource "aws_iam_role_policy" "pull_image" {
@@ -43,9 +43,9 @@ resource "aws_iam_role_policy" "pull_image" {
 }
 
 resource "aws_iam_instance_profile" "instance" {
-  name = "${var.name}-app-instance"
+  name = "${var.name}-app-instance${var.role_suffix}"
   role = aws_iam_role.instance.name
-  tags = merge(var.tags, { Name = "${var.name}-app-instance" })
+  tags = merge(var.tags, { Name = "${var.name}-app-instance${var.role_suffix}" })
 }
 
 resource "aws_launch_template" "app" {
@@ -77,8 +77,10 @@ resource "aws_launch_template" "app" {
 }
 
 # The group's own instance target group, beside the ECS service's ip group: both serve while
-# the listener moves from one to the other.
+# the listener moves from one to the other. None when the group is given one (the second
+# region's copy registers in its ALB's group).
 resource "aws_lb_target_group" "app" {
+  count       = var.own_target_group ? 1 : 0
   name        = "${var.name}-app-instance"
   port        = var.app_port
   protocol    = "HTTP"
@@ -97,13 +99,22 @@ resource "aws_lb_target_group" "app" {
   }
 }
 
+moved {
+  from = aws_lb_target_group.app
+  to   = aws_lb_target_group.app[0]
+}
+
+locals {
+  target_group_arn = var.own_target_group ? aws_lb_target_group.app[0].arn : var.target_group_arn
+}
+
 resource "aws_autoscaling_group" "app" {
   name                      = "${var.name}-app"
   min_size                  = var.min_size
   max_size                  = var.max_size
   desired_capacity          = var.desired_capacity
   vpc_zone_identifier       = var.subnet_ids
-  target_group_arns         = [aws_lb_target_group.app.arn]
+  target_group_arns         = [local.target_group_arn]
   health_check_type         = "ELB"
   health_check_grace_period = 120
   enabled_metrics           = var.group_metrics

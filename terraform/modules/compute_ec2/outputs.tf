@@ -4,11 +4,11 @@ output "autoscaling_group_name" {
 }
 
 output "target_group_arn" {
-  description = "The group's instance target group."
-  value       = aws_lb_target_group.app.arn
+  description = "The group's instance target group (its own, or the one it was given)."
+  value       = local.target_group_arn
 }
 
 output "target_group_arn_suffix" {
-  description = "targetgroup/NAME/ID: its CloudWatch dimension."
-  value       = aws_lb_target_group.app.arn_suffix
+  description = "targetgroup/NAME/ID: its own group's CloudWatch dimension (null when given one)."
+  value       = one(aws_lb_target_group.app[*].arn_suffix)
 }

@@ -3,6 +3,24 @@ variable "name" {
   type        = string
 }
 
+variable "role_suffix" {
+  description = "Appended to the instance role's and profile's names: IAM is global, so a copy in a second region needs its own."
+  type        = string
+  default     = ""
+}
+
+variable "own_target_group" {
+  description = "Make the group an instance target group of its own; false: register in target_group_arn."
+  type        = bool
+  default     = true
+}
+
+variable "target_group_arn" {
+  description = "The instance target group to register in when own_target_group is false."
+  type        = string
+  default     = null
+}
+
 variable "image" {
   description = "The app's container image (must have an arm64 variant)."
   type        = string

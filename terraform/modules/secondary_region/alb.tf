@@ -8,6 +8,7 @@ module "alb" {
   vpc_id                 = aws_vpc.this.id
   public_subnet_ids      = aws_subnet.public[*].id
   app_port               = var.app_port
+  target_type            = var.compute_mode == "ec2" ? "instance" : "ip"
   own_weight             = 1
   other_target_group_arn = null
   other_weight           = 0

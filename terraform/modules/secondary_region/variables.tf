@@ -53,13 +53,33 @@ variable "image" {
   type        = string
 }
 
+variable "compute_mode" {
+  description = "What serves in the primary (ecs-fargate or ec2): the copy is the same."
+  type        = string
+}
+
+variable "ec2_instance_type" {
+  description = "The EC2 group's instance type, as the primary's."
+  type        = string
+}
+
+variable "asg_min" {
+  description = "The EC2 group's minimum, as the primary's."
+  type        = number
+}
+
+variable "asg_max" {
+  description = "The EC2 group's maximum, as the primary's."
+  type        = number
+}
+
 variable "cpu_architecture" {
   description = "X86_64 or ARM64, as the primary's tasks."
   type        = string
 }
 
 variable "desired_count" {
-  description = "Tasks of the copied service, as the primary's."
+  description = "Tasks of the copied service (instances of the copied group), as the primary's."
   type        = number
 }
 
