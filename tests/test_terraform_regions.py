@@ -2,12 +2,14 @@
 applied part by part by real Terraform and the real AWS provider against a sandbox of this
 module's own (tests/terraform_stack.py), second region us-west-2.
 
-The phase is planned whole before its first sub-step runs, as a phase is approved; each
-sub-step then runs against the digest approved, the API form's own reading verifies what
-Terraform made, the stack plans clean and a second run changes nothing. The rollback, in
-reverse, leaves neither region nor Route 53 with anything of phase 3's, and the stack clean.
-Then the same on the EC2 target, for the parts that differ there (network, ALB, compute).
-The tests run in file order on one stack.
+A phase is planned and approved before its first sub-step runs: the network, the ALB and the
+dns parts are planned before any part exists (each plan its own part only) and run against
+the digests approved; the others plan as they run. The API form's own reading verifies what
+Terraform made, the stack plans clean and a second run changes nothing. Then the primary
+moves to the EC2 group and the parts that differ there (ALB, compute) are made again; the
+rollback, in reverse, leaves neither region nor Route 53 with anything of phase 3's. The
+tests run in file order on one stack; each Terraform command refreshes the whole stack
+(15-25 s of CPU here), so the module makes as few as that takes.
 """
 
 import shutil
@@ -30,8 +32,8 @@ from tasks.registry import STEPS
 
 pytestmark = [
     pytest.mark.terraform,
-    # Each sub-step is a plan and an apply (the one it stands on planned too, while it has
-    # not run); the replica alone is ~100 s of the provider's polling.
+    # Each sub-step is a plan and an apply (two plans ahead of the parts it stands on); the
+    # replica alone is ~100 s of the provider's polling.
     pytest.mark.timeout(1800),
     pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not on PATH"),
 ]
@@ -88,14 +90,15 @@ def _addresses(change: Change) -> list[str]:
     return [r["address"] for r in change.desired["plan"]["resources"]]
 
 
-def test_the_second_region_planned_whole_then_applied_part_by_part(
+def test_the_second_region_planned_ahead_then_applied_part_by_part(
     regions: EnvironmentConfig, tf_sandbox: str
 ) -> None:
     clients = AwsClients(regions.aws)
     BEFORE.update(inventory(clients))
 
-    # Planned whole, before any part exists: each sub-step's plan is its own part only.
-    changes = {s: lifecycle.plan(step_of(regions, s)) for s in REGION_STEPS}
+    # Planned before any part exists: each plan is its own part only (dns stands on three).
+    ahead = ["regions.expand.network", "regions.expand.alb", "regions.expand.dns"]
+    changes = {s: lifecycle.plan(step_of(regions, s)) for s in ahead}
     for step_id, change in changes.items():
         assert change is not None, step_id
         assert not change.blockers, (step_id, change.blockers)
@@ -113,14 +116,18 @@ def test_the_second_region_planned_whole_then_applied_part_by_part(
         {"secondary_region": SECONDARY},
         {k: v for k, v in network.desired["variables"].items() if k != "secondary_region"},
     ]
-    assert changes["regions.expand.database"].monthly_cost_delta > 0  # priced as the API form
 
-    # Run in order, each against the digest approved above (PlanChanged otherwise); verify
-    # is the API form's own reading of the second region.
+    # Run in order, the planned ones against the digest approved above (PlanChanged
+    # otherwise); verify is the API form's own reading of the second region.
     for step_id in REGION_STEPS:
-        lifecycle.execute(
-            step_of(regions, step_id), "run", approved_digest=changes[step_id].digest()
-        )
+        change = changes.get(step_id)
+        approved = change.digest() if change else None
+        record = lifecycle.execute(step_of(regions, step_id), "run", approved_digest=approved)
+        assert record.change is not None, step_id
+        planned = {r["address"] for r in record.change.desired["plan"]["resources"]}
+        assert planned == PART[step_id], step_id  # planned as it ran: its own part only
+        if step_id == "regions.expand.database":
+            assert record.change.monthly_cost_delta > 0  # priced as the API form prices it
 
     secondary = discover_secondary(regions)
     assert secondary is not None
@@ -154,20 +161,6 @@ def _zone(clients: AwsClients) -> str:
     return str(zones["HostedZones"][0]["Id"])
 
 
-def test_rollback_in_reverse_leaves_nothing_of_the_second_region(
-    regions: EnvironmentConfig,
-) -> None:
-    assert BEFORE, "runs after the apply test"
-    clients = AwsClients(regions.aws)
-    for step_id in reversed(REGION_STEPS):  # verify_rollback: the stack plans clean each time
-        assert lifecycle.undo(step_of(regions, step_id)) == "rolled back", step_id
-
-    assert inventory(clients) == BEFORE  # both regions and Route 53 as before phase 3
-    stack_ = stack_for(regions.terraform, regions.source, regions.name)
-    assert stack_.variables()["enable_secondary_network"] is False
-    assert stack_.variables()["secondary_region"] == ""  # cleared once the copy was gone
-
-
 EC2_COPY = {
     f"{M}module.compute_ec2[0].aws_{r}"
     for r in (
@@ -178,34 +171,41 @@ EC2_COPY = {
         "autoscaling_group.app",
     )
 }
+SWITCHED = ["regions.expand.alb", "regions.expand.compute"]
+"""The parts that differ on the EC2 target (the ALB's target group takes instances)."""
+
+
+def _on_ec2(config: EnvironmentConfig) -> EnvironmentConfig:
+    targets = config.targets.model_copy(update={"compute": "ec2-asg-graviton"})
+    return config.model_copy(update={"targets": targets})
 
 
 def test_on_the_ec2_target_the_group_is_copied_through_terraform(
     regions: EnvironmentConfig, tmp_path: Path
 ) -> None:
-    """The primary on the EC2 group (its variables applied directly here: the staged move is
-    test_terraform's), then the network, ALB and compute parts again: the second ALB's target
-    group takes instances, the copy is the group and its launch template (no target group of
-    its own), and the rollback leaves the second region as before phase 3."""
+    """The dns, compute and ALB parts rolled back (verify_rollback: the stack plans clean),
+    the primary moved to the EC2 group (its variables applied directly: the staged move is
+    test_terraform's), then the ALB and compute parts again: the second ALB's target group
+    takes instances, the copy is the group and its launch template (no target group of its
+    own)."""
     assert BEFORE, "runs after the apply test"
-    clients = AwsClients(regions.aws)
+    for step_id in ["regions.expand.dns", *reversed(SWITCHED)]:
+        assert lifecycle.undo(step_of(regions, step_id)) == "rolled back", step_id
     stack_ = stack_for(regions.terraform, regions.source, regions.name)
     on_ec2 = {"ec2_group_enabled": True, "compute_mode": "ec2", "ecs_service_enabled": False}
     stack_.write_variables({**stack_.variables(), **on_ec2})
     stack_.select_workspace()
     stack_.plan(tmp_path / "ec2.tfplan")
     stack_.apply_saved(tmp_path / "ec2.tfplan")
-    targets = regions.targets.model_copy(update={"compute": "ec2-asg-graviton"})
-    config = regions.model_copy(update={"targets": targets})
-    parts = ["regions.expand.network", "regions.expand.alb", "regions.expand.compute"]
+    config = _on_ec2(regions)
 
-    changes = {s: lifecycle.plan(step_of(config, s)) for s in parts}
-    planned = {s: set(_addresses(c)) for s, c in changes.items() if c is not None}
-    assert planned == {**{s: PART[s] for s in parts[:2]}, "regions.expand.compute": EC2_COPY}
-    for step_id, change in changes.items():
-        assert change is not None
-        lifecycle.execute(step_of(config, step_id), "run", approved_digest=change.digest())
+    for step_id in SWITCHED:
+        record = lifecycle.execute(step_of(config, step_id), "run")
+        assert record.change is not None
+        planned = {r["address"] for r in record.change.desired["plan"]["resources"]}
+        assert planned == (EC2_COPY if step_id == "regions.expand.compute" else PART[step_id])
 
+    clients = AwsClients(regions.aws)
     autoscaling = clients.client("autoscaling", SECONDARY)
     [group] = autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"]
     [target_group] = clients.client("elbv2", SECONDARY).describe_target_groups()["TargetGroups"]
@@ -214,6 +214,23 @@ def test_on_the_ec2_target_the_group_is_copied_through_terraform(
     assert target_group["TargetType"] == "instance"
     assert stack_.drifted() == (False, "no changes")
 
-    for step_id in reversed(parts):
+
+def test_rollback_in_reverse_leaves_nothing_of_the_second_region(
+    regions: EnvironmentConfig,
+) -> None:
+    assert BEFORE, "runs after the apply test"
+    clients = AwsClients(regions.aws)
+    config = _on_ec2(regions)
+    made = [s for s in REGION_STEPS if s != "regions.expand.dns"]  # dns went with the switch
+    for step_id in reversed(made):  # verify_rollback: the stack plans clean each time
         assert lifecycle.undo(step_of(config, step_id)) == "rolled back", step_id
-    assert inventory(clients)[SECONDARY] == BEFORE[SECONDARY]
+
+    after = inventory(clients)
+    assert after[SECONDARY] == BEFORE[SECONDARY]  # the primary moved to EC2 meanwhile
+    assert (after["health_checks"], after["records"]) == (
+        BEFORE["health_checks"],
+        BEFORE["records"],
+    )
+    stack_ = stack_for(regions.terraform, regions.source, regions.name)
+    assert stack_.variables()["enable_secondary_network"] is False
+    assert stack_.variables()["secondary_region"] == ""  # cleared once the copy was gone
